@@ -1,0 +1,49 @@
+"""One exception hierarchy for the package.
+
+Every error says what happened and what to do next::
+
+    >>> from otel_execaudit.errors import ExecAuditError, LedgerWriteError
+    >>> issubclass(LedgerWriteError, ExecAuditError)
+    True
+"""
+
+from __future__ import annotations
+
+
+class ExecAuditError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigurationError(ExecAuditError, ValueError):
+    """A setting passed to ``configure()`` or read from the environment is not usable."""
+
+
+class LedgerError(ExecAuditError):
+    """Something is wrong with a ledger file."""
+
+
+class LedgerWriteError(LedgerError):
+    """An entry could not be appended (read-only file, disk full, lock held too long).
+
+    Nothing already in the ledger is lost; a LIVE execution stops here, fail-closed.
+    """
+
+
+class LedgerNotFoundError(LedgerError, FileNotFoundError):
+    """The ledger path does not exist."""
+
+
+class NotALedgerError(LedgerError):
+    """The file exists but is not an otel-execaudit ledger."""
+
+
+class RecordingError(ExecAuditError):
+    """An event was recorded in a way the execution model does not allow."""
+
+
+class ExecutionEndedError(RecordingError):
+    """An event was recorded into an execution that has already ended."""
+
+
+class SecurityEscalationError(ExecAuditError):
+    """The security state degraded between steps; the execution stopped as INCOMPLETE."""

@@ -1,0 +1,419 @@
+"""Context managers and decorators: the way most code records executions.
+
+::
+
+    >>> import otel_execaudit, tempfile, os
+    >>> from otel_execaudit import execution, SideEffectCategory
+    >>> _ = otel_execaudit.configure(ledger=os.path.join(tempfile.mkdtemp(), "l.db"),
+    ...                              exporter="none")
+    >>> with execution("rotate-keys") as ex:
+    ...     with ex.step("fetch", details={"region": "eu-west-1"}) as st:
+    ...         st.side_effect(SideEffectCategory.NETWORK, "GET /keys", reversible=True)
+    >>> ex.status.value
+    'completed'
+    >>> otel_execaudit.shutdown()
+
+An exception inside a step is recorded (FAILED step event with the full traceback, span status
+ERROR with one exception event) and re-raised unchanged. ``@plan`` and ``@step`` do the same for
+plain, async, generator and async-generator functions.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+from typing import Any, Callable, Iterable, Mapping, TypeVar
+
+from opentelemetry import context as otel_context
+
+from otel_execaudit.errors import SecurityEscalationError
+from otel_execaudit.ledger import LedgerEntry
+from otel_execaudit.observer import (
+    ExecutionObserver,
+    SecurityProvider,
+    StepHandle,
+    is_cancellation,
+)
+from otel_execaudit.records import (
+    ExecutionMode,
+    ExecutionRecord,
+    ExecutionStatus,
+    SideEffect,
+    SideEffectCategory,
+    StepEvent,
+)
+from otel_execaudit.runtime import get_runtime
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_current_execution: contextvars.ContextVar[Execution | None] = contextvars.ContextVar(
+    "otel_execaudit_execution", default=None)
+_current_step: contextvars.ContextVar[Step | None] = contextvars.ContextVar(
+    "otel_execaudit_step", default=None)
+
+
+def current_execution() -> Execution | None:
+    """The execution this code runs in, if any (follows into asyncio tasks and ``bind``)."""
+    return _current_execution.get()
+
+
+def current_step() -> Step | None:
+    return _current_step.get()
+
+
+class _Scope:
+    """Sync and async ``with`` over one enter/exit pair, making OTel context current inside."""
+
+    _token: object = None
+    _otel_token: object = None
+
+    def __aenter__(self) -> Any:
+        return self._async(self.__enter__())
+
+    async def _async(self, value: Any) -> Any:
+        return value
+
+    async def __aexit__(self, *exc_info: Any) -> bool:
+        return self.__exit__(*exc_info)
+
+    def _attach(self, variable: contextvars.ContextVar[Any], value: Any,
+                otel: otel_context.Context) -> None:
+        self._token = variable.set(value)
+        self._otel_token = otel_context.attach(otel)
+
+    def _detach(self, variable: contextvars.ContextVar[Any]) -> None:
+        # Generators and async generators may finish in another context than they started in;
+        # detaching there is a harmless no-op, never an error for the user.
+        try:
+            otel_context.detach(self._otel_token)  # type: ignore[arg-type]
+        except Exception:
+            pass
+        try:
+            variable.reset(self._token)  # type: ignore[arg-type]
+        except (ValueError, RuntimeError):
+            variable.set(None)
+
+
+class Step(_Scope):
+    """One step of an execution, used as ``with ex.step("name") as st:``."""
+
+    def __init__(self, execution: Execution, name: str, details: Mapping[str, Any] | None,
+                 index: int | None) -> None:
+        self.execution, self.name = execution, name
+        self._details, self._index = details, index
+        self._handle: StepHandle | None = None
+        self._output: dict[str, Any] | None = None
+        self.event_record: StepEvent | None = None
+
+    @property
+    def index(self) -> int:
+        return self._handle.index if self._handle else -1
+
+    def __enter__(self) -> Step:
+        parent = _current_step.get()
+        parent_handle = parent._handle if parent and parent.execution is self.execution else None
+        self._handle = self.execution.observer.start_step(
+            self.name, self._details, index=self._index, parent=parent_handle)
+        self._attach(_current_step, self, self._handle.context)
+        return self
+
+    def __exit__(self, error_type: Any, error: BaseException | None, tb: Any) -> bool:
+        self._detach(_current_step)
+        handle = self._handle
+        if handle is None or not handle.open:
+            return False
+        if error is None:
+            self.event_record = handle.complete(self._output)
+        elif is_cancellation(error):
+            self.event_record = handle.cancel(error)
+        else:
+            self.event_record = handle.fail(error, self._output)
+        return False
+
+    def side_effect(self, category: SideEffectCategory | str, description: str,
+                    reversible: bool = True,
+                    details: Mapping[str, Any] | None = None) -> SideEffect:
+        """Record a change this step made to the world."""
+        return self._open_handle().side_effect(category, description, reversible, details)
+
+    def declare(self, category: SideEffectCategory | str, description: str,
+                reversible: bool = True) -> SideEffect:
+        """Declare a change this step is expected to make."""
+        return self.execution.observer.declare_side_effect(
+            category, description, reversible, step_index=self._open_handle().index)
+
+    def event(self, name: str, **details: Any) -> LedgerEntry:
+        """Record a named event on this step (a span event and a ledger entry)."""
+        return self._open_handle().event(name, details)
+
+    def set_output(self, **details: Any) -> None:
+        """Details recorded with the step's COMPLETED (or FAILED) event."""
+        self._output = {**(self._output or {}), **details}
+
+    def _open_handle(self) -> StepHandle:
+        if self._handle is None:
+            raise RuntimeError("use the step inside its `with` block")
+        return self._handle
+
+
+class Execution(_Scope):
+    """One plan execution, used as ``with execution("plan-id") as ex:``."""
+
+    def __init__(self, plan_id: str, *, execution_id: str | None = None,
+                 mode: ExecutionMode | str = ExecutionMode.DRY_RUN,
+                 details: Mapping[str, Any] | None = None,
+                 security: SecurityProvider | None = None) -> None:
+        self.plan_id, self.mode = plan_id, ExecutionMode.parse(mode)
+        self._execution_id, self._details, self._security = execution_id, details, security
+        self.observer: ExecutionObserver | None = None
+
+    def __enter__(self) -> Execution:
+        parent = _current_execution.get()
+        self.observer = ExecutionObserver(
+            self._execution_id, self.plan_id, live_mode_state=self.mode,
+            security=self._security, details=self._details,
+            parent_execution_id=parent.execution_id if parent and parent.observer else None,
+            parent_context=otel_context.get_current())
+        self._attach(_current_execution, self, self.observer.context)
+        self._step_token = _current_step.set(None)
+        return self
+
+    def __exit__(self, error_type: Any, error: BaseException | None, tb: Any) -> bool:
+        try:
+            _current_step.reset(self._step_token)
+        except (ValueError, RuntimeError):
+            _current_step.set(None)
+        self._detach(_current_execution)
+        observer = self.observer
+        if observer is None or observer.ended:  # e.g. already INCOMPLETE after an escalation
+            return False
+        if error is None:
+            observer.mark_completed()
+        elif isinstance(error, SecurityEscalationError):
+            observer.mark_incomplete_security_escalation(str(error))
+        elif is_cancellation(error):
+            observer.mark_cancelled(error)
+        else:
+            observer.mark_failed(error)
+        return False
+
+    @property
+    def execution_id(self) -> str:
+        return self._require().execution_id
+
+    @property
+    def status(self) -> ExecutionStatus:
+        return self._require().status
+
+    @property
+    def record(self) -> ExecutionRecord:
+        """The immutable record (final once the ``with`` block has exited)."""
+        return self._require().get_execution_record()
+
+    def step(self, name: str, *, details: Mapping[str, Any] | None = None,
+             index: int | None = None) -> Step:
+        """A step of this execution: ``with ex.step("name", details={...}) as st:``."""
+        self._require()
+        return Step(self, name, details, index)
+
+    def side_effect(self, category: SideEffectCategory | str, description: str,
+                    reversible: bool = True,
+                    details: Mapping[str, Any] | None = None) -> SideEffect:
+        """Record a change to the world that belongs to no single step."""
+        return self._require().record_side_effect(category, description, reversible, details)
+
+    def _require(self) -> ExecutionObserver:
+        if self.observer is None:
+            raise RuntimeError("use the execution inside its `with` block")
+        return self.observer
+
+
+def execution(plan_id: str, *, execution_id: str | None = None,
+              mode: ExecutionMode | str = ExecutionMode.DRY_RUN,
+              details: Mapping[str, Any] | None = None,
+              security: SecurityProvider | None = None) -> Execution:
+    """Record one execution of ``plan_id``: a root span and ledger entries for its life.
+
+    >>> with execution("demo-plan", details={"ticket": "OPS-1"}) as ex:  # doctest: +SKIP
+    ...     pass
+    """
+    return Execution(plan_id, execution_id=execution_id, mode=mode, details=details,
+                     security=security)
+
+
+class StepSpec(_Scope):
+    """What ``step(...)`` returns: a context manager and a decorator at once.
+
+    As a context manager it becomes a step of the current execution; outside any execution it
+    runs in an execution of its own (named after the step), so nothing runs un-audited.
+    """
+
+    def __init__(self, name: str | None, details: Mapping[str, Any] | None,
+                 capture: Iterable[str], capture_result: bool) -> None:
+        self.name, self.details = name, details
+        self.capture, self.capture_result = tuple(capture), capture_result
+        self._active: list[_Scope] = []
+
+    def __enter__(self) -> Step:
+        current = _current_execution.get()
+        name = self.name or "step"
+        scope: _Scope = (current.step(name, details=self.details) if current is not None
+                         else _StandaloneStep(name, self.details))
+        entered = scope.__enter__()
+        self._active.append(scope)
+        return entered
+
+    def __exit__(self, error_type: Any, error: BaseException | None, tb: Any) -> bool:
+        return self._active.pop().__exit__(error_type, error, tb)
+
+    def __call__(self, function: F) -> F:
+        label, names = self.name or function.__qualname__, self.capture
+
+        def scope(arguments: tuple[Any, ...], keywords: dict[str, Any]) -> _Scope:
+            return StepSpec(label, _captured(function, names, arguments, keywords), (), False)
+
+        return _wrap(function, scope, self.capture_result)
+
+
+def step(name: str | Callable[..., Any] | None = None, *,
+         details: Mapping[str, Any] | None = None, capture: Iterable[str] = (),
+         capture_result: bool = False) -> Any:
+    """A step: ``with step("fetch") as st:`` inside an execution, or ``@step`` / ``@step("fetch",
+    capture=["url"])`` on a function (plain, async, generator or async generator).
+
+    ``capture`` names the arguments whose (redacted, bounded) values are recorded;
+    ``capture_result`` records the return value. Nothing is captured unless asked for.
+    """
+    if callable(name):  # bare @step
+        return StepSpec(None, None, (), False)(name)
+    return StepSpec(name, details, capture, capture_result)
+
+
+class _StandaloneStep(_Scope):
+    def __init__(self, name: str, details: Mapping[str, Any] | None) -> None:
+        self._execution = Execution(name)
+        self._name, self._details = name, details
+        self._step: Step | None = None
+
+    def __enter__(self) -> Step:
+        self._execution.__enter__()
+        try:
+            self._step = self._execution.step(self._name, details=self._details)
+            return self._step.__enter__()
+        except BaseException as error:
+            self._execution.__exit__(type(error), error, error.__traceback__)
+            raise
+
+    def __exit__(self, error_type: Any, error: BaseException | None, tb: Any) -> bool:
+        try:
+            self._step.__exit__(error_type, error, tb)  # type: ignore[union-attr]
+        finally:
+            self._execution.__exit__(error_type, error, tb)
+        return False
+
+
+def bind(function: F) -> F:
+    """Carry the current execution and step into another thread or executor.
+
+    ``asyncio`` tasks and ``asyncio.to_thread`` carry them by themselves; threads and
+    ``concurrent.futures`` executors do not::
+
+        >>> from concurrent.futures import ThreadPoolExecutor
+        >>> with ThreadPoolExecutor() as pool:  # doctest: +SKIP
+        ...     pool.submit(bind(work), item)
+    """
+    captured = contextvars.copy_context()
+
+    @functools.wraps(function)
+    def run_in_context(*arguments: Any, **keywords: Any) -> Any:
+        # A copy per call: one Context cannot be entered by two threads at once.
+        return captured.copy().run(function, *arguments, **keywords)
+
+    return run_in_context  # type: ignore[return-value]
+
+
+# ----- decorators ---------------------------------------------------------------------------
+
+def plan(plan_id: str | Callable[..., Any] | None = None, *, capture: Iterable[str] = (),
+         mode: ExecutionMode | str = ExecutionMode.DRY_RUN,
+         security: SecurityProvider | None = None) -> Any:
+    """Record each call of the function as an execution of ``plan_id`` (default: its name).
+
+    ``capture`` names the arguments whose (redacted, bounded) values are recorded; nothing is
+    captured unless named. Works on plain, async, generator and async-generator functions.
+
+    >>> @plan("nightly-rebalance", capture=["portfolio"])  # doctest: +SKIP
+    ... def rebalance(portfolio, api_key): ...
+    """
+    if callable(plan_id):  # bare @plan
+        return plan()(plan_id)
+    names = tuple(capture)
+
+    def decorate(function: F) -> F:
+        label = plan_id or function.__qualname__
+
+        def scope(arguments: tuple[Any, ...], keywords: dict[str, Any]) -> _Scope:
+            return Execution(label, mode=mode, security=security,
+                             details=_captured(function, names, arguments, keywords))
+
+        return _wrap(function, scope, capture_result=False)
+
+    return decorate
+
+
+def _captured(function: Callable[..., Any], names: tuple[str, ...],
+              arguments: tuple[Any, ...], keywords: dict[str, Any]) -> dict[str, Any] | None:
+    if not names:
+        return None
+    try:
+        bound = inspect.signature(function).bind_partial(*arguments, **keywords)
+    except TypeError:
+        return None  # the call itself will raise the TypeError the user expects
+    wanted = {key: value for key, value in bound.arguments.items() if key in names}
+    return {"arguments": get_runtime().redactor.capture(names, wanted)}
+
+
+def _record_result(scope: Any, result: Any) -> None:
+    if isinstance(scope, Step):
+        scope.set_output(result=get_runtime().redactor.clean(result))
+
+
+def _wrap(function: F, scope_for: Callable[[tuple[Any, ...], dict[str, Any]], _Scope],
+          capture_result: bool) -> F:
+    if inspect.isasyncgenfunction(function):
+        @functools.wraps(function)
+        async def async_generator(*arguments: Any, **keywords: Any) -> Any:
+            with scope_for(arguments, keywords):
+                async for item in function(*arguments, **keywords):
+                    yield item
+        return async_generator  # type: ignore[return-value]
+
+    if inspect.iscoroutinefunction(function):
+        @functools.wraps(function)
+        async def coroutine(*arguments: Any, **keywords: Any) -> Any:
+            with scope_for(arguments, keywords) as scope:
+                result = await function(*arguments, **keywords)
+                if capture_result:
+                    _record_result(scope, result)
+                return result
+        return coroutine  # type: ignore[return-value]
+
+    if inspect.isgeneratorfunction(function):
+        @functools.wraps(function)
+        def generator(*arguments: Any, **keywords: Any) -> Any:
+            with scope_for(arguments, keywords) as scope:
+                result = yield from function(*arguments, **keywords)
+                if capture_result:
+                    _record_result(scope, result)
+                return result
+        return generator  # type: ignore[return-value]
+
+    @functools.wraps(function)
+    def plain(*arguments: Any, **keywords: Any) -> Any:
+        with scope_for(arguments, keywords) as scope:
+            result = function(*arguments, **keywords)
+            if capture_result:
+                _record_result(scope, result)
+            return result
+    return plain  # type: ignore[return-value]

@@ -1,0 +1,573 @@
+"""The recorder: the one place where events are born.
+
+Every event goes to the ledger first (synchronously: it is there before the call returns, and a
+failed write stops the execution), then to OpenTelemetry (best effort: telemetry can never raise
+into the execution or change its result)::
+
+    >>> import otel_execaudit, tempfile, os
+    >>> from otel_execaudit import ExecutionObserver, SideEffectCategory, ExecutionStatus
+    >>> _ = otel_execaudit.configure(ledger=os.path.join(tempfile.mkdtemp(), "l.db"),
+    ...                              exporter="none")
+    >>> observer = ExecutionObserver(execution_id="exec-001", plan_id="plan-001")
+    >>> observer.record_step_started(0, "Initialize", {"input": "data"})
+    >>> observer.record_step_completed(0, "Initialize", {"output": "ready"})
+    >>> observer.record_side_effect(SideEffectCategory.FILE_SYSTEM, "Created /tmp/data.txt",
+    ...                             reversible=True)
+    >>> observer.mark_completed("All steps finished")
+    >>> observer.get_execution_record().status is ExecutionStatus.COMPLETED
+    True
+    >>> otel_execaudit.shutdown()
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback as traceback_module
+import uuid
+from typing import Any, Callable, Mapping
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
+
+from otel_execaudit import semantic
+from otel_execaudit.errors import ExecutionEndedError, RecordingError, SecurityEscalationError
+from otel_execaudit.ledger import Ledger, LedgerEntry
+from otel_execaudit.records import (
+    GENESIS,
+    ExecutionMode,
+    ExecutionRecord,
+    ExecutionStatus,
+    SecuritySnapshot,
+    SecurityState,
+    SideEffect,
+    SideEffectCategory,
+    SideEffectReport,
+    StepEvent,
+    StepEventType,
+    format_timestamp,
+    utc_now,
+)
+from otel_execaudit.redaction import Redactor
+from otel_execaudit.runtime import get_runtime
+
+SecurityProvider = Callable[[], SecuritySnapshot]
+
+CANCELLATION = (KeyboardInterrupt, GeneratorExit)  # plus asyncio.CancelledError (a BaseException)
+TRACEBACK_LIMIT = 32768  # characters kept of a traceback: the end, where the error is
+_RESERVED_EVENTS = 2  # room kept on a span for its exception event and final step event
+
+
+def is_cancellation(error: BaseException) -> bool:
+    """CancelledError, KeyboardInterrupt and GeneratorExit end an execution as CANCELLED."""
+    return isinstance(error, CANCELLATION) or type(error).__name__ == "CancelledError"
+
+
+def _hex_ids(span: Span) -> tuple[str | None, str | None]:
+    span_context = span.get_span_context()
+    if not span_context.is_valid:
+        return None, None
+    return format(span_context.trace_id, "032x"), format(span_context.span_id, "016x")
+
+
+def _qualified_name(error_type: type) -> str:
+    module = error_type.__module__
+    return error_type.__qualname__ if module == "builtins" else f"{module}.{error_type.__qualname__}"
+
+
+class _SpanChannel:
+    """A span and the events written to it. When the span's event limit (128 by default in the
+    SDK) would drop events, later events go to continuation spans instead of being lost."""
+
+    __slots__ = ("tracer", "span", "name", "limit", "count", "overflow", "overflow_count",
+                 "continuations")
+
+    def __init__(self, tracer: trace.Tracer, span: Span, name: str) -> None:
+        self.tracer, self.span, self.name = tracer, span, name
+        limits = getattr(span, "_limits", None)
+        maximum = getattr(limits, "max_events", None) if span.is_recording() else None
+        self.limit = maximum if isinstance(maximum, int) and maximum > 0 else None
+        self.count = 0
+        self.overflow: Span | None = None
+        self.overflow_count = 0
+        self.continuations = 0
+
+    def add_event(self, name: str, attributes: Mapping[str, Any]) -> None:
+        try:
+            if self.limit is None or self.count < self.limit - _RESERVED_EVENTS:
+                self.count += 1
+                self.span.add_event(name, attributes)
+                return
+            if self.overflow is None or self.overflow_count >= self.limit:
+                self._continue()
+            self.overflow_count += 1
+            self.overflow.add_event(name, attributes)  # type: ignore[union-attr]
+        except Exception:  # telemetry never raises into the execution
+            pass
+
+    def _continue(self) -> None:
+        if self.overflow is not None:
+            self.overflow.end()
+        self.continuations += 1
+        self.overflow = self.tracer.start_span(
+            f"{self.name} (continued)", context=trace.set_span_in_context(self.span),
+            attributes={semantic.CONTINUATION: self.continuations})
+        self.overflow_count = 0
+        self.span.set_attribute(semantic.CONTINUATION, self.continuations)
+
+    def end(self) -> None:
+        try:
+            if self.overflow is not None:
+                self.overflow.end()
+            self.span.end()
+        except Exception:
+            pass
+
+
+class StepHandle:
+    """An open step: record side effects and events on it, then complete, fail or cancel it."""
+
+    __slots__ = ("observer", "index", "name", "channel", "context", "open")
+
+    def __init__(self, observer: ExecutionObserver, index: int, name: str,
+                 channel: _SpanChannel) -> None:
+        self.observer, self.index, self.name, self.channel = observer, index, name, channel
+        self.context = trace.set_span_in_context(channel.span)
+        self.open = True
+
+    @property
+    def span(self) -> Span:
+        return self.channel.span
+
+    def side_effect(self, category: SideEffectCategory | str, description: str,
+                    reversible: bool = True, details: Mapping[str, Any] | None = None) -> SideEffect:
+        return self.observer.record_side_effect(category, description, reversible, details,
+                                                step_index=self.index)
+
+    def event(self, name: str, details: Mapping[str, Any] | None = None) -> LedgerEntry:
+        return self.observer._record_step_note(self, name, details)
+
+    def complete(self, details: Mapping[str, Any] | None = None) -> StepEvent:
+        return self.observer._finish_step(self, StepEventType.COMPLETED, details, None)
+
+    def fail(self, error: BaseException | str,
+             details: Mapping[str, Any] | None = None) -> StepEvent:
+        return self.observer._finish_step(self, StepEventType.FAILED, details, error)
+
+    def cancel(self, error: BaseException | str | None = None) -> StepEvent:
+        return self.observer._finish_step(self, StepEventType.CANCELLED, None,
+                                          error or "cancelled")
+
+
+class ExecutionObserver:
+    """Records one execution: step events, side effects and its end, into ledger and spans.
+
+    ``security`` is a callable returning the current ``SecuritySnapshot``; it is read when the
+    execution starts, before every step, and when it ends. A state other than NORMAL before a
+    step stops the execution fail-closed as INCOMPLETE.
+    """
+
+    def __init__(self, execution_id: str | None = None, plan_id: str = "plan", *,
+                 live_mode_state: ExecutionMode | str = ExecutionMode.DRY_RUN,
+                 security: SecurityProvider | None = None,
+                 details: Mapping[str, Any] | None = None,
+                 parent_execution_id: str | None = None,
+                 ledger: Ledger | None = None, tracer: trace.Tracer | None = None,
+                 redactor: Redactor | None = None,
+                 parent_context: otel_context.Context | None = None) -> None:
+        runtime = None if ledger and tracer and redactor else get_runtime()
+        self.ledger: Ledger = ledger or runtime.ledger  # type: ignore[union-attr]
+        self.tracer: trace.Tracer = tracer or runtime.tracer  # type: ignore[union-attr]
+        self.redactor: Redactor = redactor or runtime.redactor  # type: ignore[union-attr]
+        self.execution_id = execution_id or uuid.uuid4().hex
+        self.plan_id = plan_id
+        self.mode = ExecutionMode.parse(live_mode_state)
+        self.parent_execution_id = parent_execution_id
+        self._security = security
+        self._lock = threading.RLock()
+        self._events: list[StepEvent] = []
+        self._declared: list[SideEffect] = []
+        self._observed: list[SideEffect] = []
+        self._open_steps: dict[int, StepHandle] = {}
+        self._next_index = 0
+        self._previous_event_hash = GENESIS
+        self._status = ExecutionStatus.STARTED
+        self._reason: str | None = None
+        self._post: SecuritySnapshot | None = None
+        self._ended_at = None
+        self.started_at = utc_now()
+        self._pre = self._read_security()
+
+        name = semantic.workflow_span_name(plan_id)
+        span = self._start_span(name, parent_context, {
+            semantic.OPERATION_NAME: "invoke_workflow",
+            semantic.OPENINFERENCE_KIND: "CHAIN",
+            semantic.EXECUTION_ID: self.execution_id,
+            semantic.PLAN_ID: plan_id,
+            semantic.MODE: self.mode.value,
+        })
+        self.root = _SpanChannel(self.tracer, span, name)
+        self.context = trace.set_span_in_context(span, parent_context)
+        self.trace_id, _ = _hex_ids(span)
+        clean_details = self.redactor.clean(dict(details)) if details else {}
+        if parent_execution_id:
+            _safe(span.set_attribute, semantic.PARENT_EXECUTION_ID, parent_execution_id)
+        if clean_details:
+            _safe(span.set_attribute, semantic.INPUT_VALUE, _json_text(clean_details))
+        try:
+            entry = self._append("execution.started", span, {
+                "mode": self.mode.value, "parent_execution_id": parent_execution_id,
+                "details": clean_details, "security": self._pre.to_dict(),
+            })
+        except BaseException as error:
+            self._close_span_with_error(self.root, error)
+            raise
+        self._link(span, entry)
+        self._sync_if_live()
+
+    # ----- the seed's recording API --------------------------------------------------------
+
+    def record_step_started(self, step_index: int, step_name: str,
+                            details: Mapping[str, Any] | None = None) -> None:
+        self.start_step(step_name, details, index=step_index)
+
+    def record_step_completed(self, step_index: int, step_name: str,
+                              details: Mapping[str, Any] | None = None) -> None:
+        self._handle_for(step_index, step_name).complete(details)
+
+    def record_step_failed(self, step_index: int, step_name: str, error: BaseException | str,
+                           details: Mapping[str, Any] | None = None) -> None:
+        self._handle_for(step_index, step_name).fail(error, details)
+
+    def record_side_effect(self, category: SideEffectCategory | str, description: str,
+                           reversible: bool = True, details: Mapping[str, Any] | None = None,
+                           step_index: int | None = None) -> SideEffect:
+        """Record an observed change to the world; irreversible ones show up in reports."""
+        return self._side_effect("side_effect", category, description, reversible, details,
+                                 step_index, self._observed)
+
+    def declare_side_effect(self, category: SideEffectCategory | str, description: str,
+                            reversible: bool = True, details: Mapping[str, Any] | None = None,
+                            step_index: int | None = None) -> SideEffect:
+        """Declare an effect a step is expected to have, to compare with what it did."""
+        return self._side_effect("side_effect.declared", category, description, reversible,
+                                 details, step_index, self._declared)
+
+    def mark_completed(self, reason: str | None = None) -> None:
+        self._end(ExecutionStatus.COMPLETED, reason or "all steps finished")
+
+    def mark_failed(self, reason: str | BaseException | None = None) -> None:
+        self._end(ExecutionStatus.FAILED, reason or "execution failed")
+
+    def mark_incomplete_security_escalation(self, reason: str | None = None) -> None:
+        self._end(ExecutionStatus.INCOMPLETE, reason or "security state degraded")
+
+    def mark_cancelled(self, reason: str | BaseException | None = None) -> None:
+        self._end(ExecutionStatus.CANCELLED, reason or "cancelled")
+
+    def get_execution_record(self, live_mode_state: str | None = None) -> ExecutionRecord:
+        """An immutable snapshot of everything recorded so far."""
+        with self._lock:
+            return ExecutionRecord(
+                execution_id=self.execution_id, plan_id=self.plan_id,
+                live_mode_state=live_mode_state or self.mode.value, status=self._status,
+                security_snapshot_pre=self._pre, security_snapshot_post=self._post,
+                timestamp_start=self.started_at, timestamp_end=self._ended_at,
+                step_events=tuple(self._events),
+                side_effects_report=SideEffectReport(tuple(self._declared),
+                                                     tuple(self._observed)),
+                reason=self._reason, parent_execution_id=self.parent_execution_id,
+                trace_id=self.trace_id)
+
+    @property
+    def status(self) -> ExecutionStatus:
+        return self._status
+
+    @property
+    def ended(self) -> bool:
+        return self._status is not ExecutionStatus.STARTED
+
+    # ----- steps -----------------------------------------------------------------------------
+
+    def start_step(self, name: str, details: Mapping[str, Any] | None = None, *,
+                   index: int | None = None, parent: StepHandle | None = None) -> StepHandle:
+        """Open a step span and record its STARTED event. In LIVE mode the event is committed
+        before this returns, so an action never runs ahead of its audit record."""
+        with self._lock:
+            self._ensure_open()
+            self._check_security()
+            return self._open_step(name, details, index, parent, record_start=True)
+
+    def _open_step(self, name: str, details: Mapping[str, Any] | None, index: int | None,
+                   parent: StepHandle | None, record_start: bool) -> StepHandle:
+        if index is None:
+            index = self._next_index
+        if index in self._open_steps:
+            raise RecordingError(f"step {index} of execution {self.execution_id} is already "
+                                 "open; finish it before starting it again")
+        self._next_index = max(self._next_index, index + 1)
+        span_name = semantic.tool_span_name(name)
+        span = self._start_span(span_name, (parent or self).context, {
+            semantic.OPERATION_NAME: "execute_tool",
+            semantic.OPENINFERENCE_KIND: "TOOL",
+            semantic.TOOL_NAME: name,
+            semantic.EXECUTION_ID: self.execution_id,
+            semantic.PLAN_ID: self.plan_id,
+            semantic.STEP_INDEX: index,
+        })
+        handle = StepHandle(self, index, name, _SpanChannel(self.tracer, span, span_name))
+        if record_start:
+            try:
+                event = self._step_event(handle, StepEventType.STARTED, details, None)
+            except BaseException as error:
+                self._close_span_with_error(handle.channel, error)
+                raise
+            self._link(span, event)
+            if details:
+                _safe(span.set_attribute, semantic.INPUT_VALUE, _json_text(event.details))
+            self._sync_if_live()
+        self._open_steps[index] = handle
+        return handle
+
+    def _handle_for(self, index: int, name: str) -> StepHandle:
+        with self._lock:
+            handle = self._open_steps.get(index)
+            if handle is None:  # the seed allows finishing a step whose start was not recorded
+                self._ensure_open()
+                handle = self._open_step(name, None, index, None, record_start=False)
+            return handle
+
+    def _finish_step(self, handle: StepHandle, event_type: StepEventType,
+                     details: Mapping[str, Any] | None,
+                     error: BaseException | str | None) -> StepEvent:
+        with self._lock:
+            if not handle.open:
+                raise RecordingError(f"step {handle.index} ({handle.name}) has already finished")
+            self._ensure_open()
+            handle.open = False
+            self._open_steps.pop(handle.index, None)
+            try:
+                event = self._step_event(handle, event_type, details, error)
+            finally:
+                self._close_step_span(handle, event_type, error)
+            if event_type is StepEventType.COMPLETED and details:
+                _safe(handle.span.set_attribute, semantic.OUTPUT_VALUE, _json_text(event.details))
+            return event
+
+    def _step_event(self, handle: StepHandle, event_type: StepEventType,
+                    details: Mapping[str, Any] | None,
+                    error: BaseException | str | None) -> StepEvent:
+        clean_details = self.redactor.clean(dict(details)) if details else {}
+        data: dict[str, Any] = {
+            "step_index": handle.index, "step_name": handle.name,
+            "event_type": event_type.value, "details": clean_details,
+            "previous_event_hash": self._previous_event_hash,
+        }
+        error_type = message = stack = None
+        if error is not None:
+            error_type, message, stack = self._describe(error)
+            data.update(error_type=error_type, error_message=message, traceback=stack)
+        entry = self._append(f"step.{event_type.value}", handle.span, data)
+        event = StepEvent(
+            timestamp=self._last_time, step_index=handle.index, step_name=handle.name,
+            event_type=event_type, details=clean_details, error_message=message,
+            previous_event_hash=self._previous_event_hash, event_hash=entry.hash,
+            error_type=error_type, traceback=stack, ledger_seq=entry.seq)
+        self._events.append(event)
+        self._previous_event_hash = entry.hash
+        handle.channel.add_event(semantic.EVENT_STEP.format(event_type.value), {
+            semantic.STEP_INDEX: handle.index, semantic.LEDGER_SEQ: entry.seq,
+            semantic.LEDGER_ENTRY_HASH: entry.hash})
+        return event
+
+    def _record_step_note(self, handle: StepHandle, name: str,
+                          details: Mapping[str, Any] | None) -> LedgerEntry:
+        with self._lock:
+            self._ensure_open()
+            clean_details = self.redactor.clean(dict(details)) if details else {}
+            entry = self._append("step.note", handle.span, {
+                "step_index": handle.index, "name": name, "details": clean_details})
+            attributes: dict[str, Any] = {semantic.STEP_INDEX: handle.index,
+                                          semantic.LEDGER_SEQ: entry.seq,
+                                          semantic.LEDGER_ENTRY_HASH: entry.hash}
+            if clean_details:
+                attributes[semantic.DETAILS] = _json_text(clean_details)
+            handle.channel.add_event(name, attributes)
+            return entry
+
+    # ----- side effects and the end ----------------------------------------------------------
+
+    def _side_effect(self, kind: str, category: SideEffectCategory | str, description: str,
+                     reversible: bool, details: Mapping[str, Any] | None,
+                     step_index: int | None, into: list[SideEffect]) -> SideEffect:
+        category = SideEffectCategory(category.lower() if isinstance(category, str)
+                                      and not isinstance(category, SideEffectCategory)
+                                      else category)
+        with self._lock:
+            self._ensure_open()
+            clean_description = self.redactor.clean_text(str(description))
+            clean_details = self.redactor.clean(dict(details)) if details else {}
+            handle = self._open_steps.get(step_index) if step_index is not None else None
+            channel = handle.channel if handle is not None else self.root
+            entry = self._append(kind, channel.span, {
+                "category": category.value, "description": clean_description,
+                "reversible": bool(reversible), "step_index": step_index,
+                "details": clean_details})
+            effect = SideEffect(category, clean_description, bool(reversible), step_index,
+                                clean_details, self._last_time, entry.seq)
+            into.append(effect)
+            channel.add_event(semantic.EVENT_SIDE_EFFECT if kind == "side_effect" else kind, {
+                semantic.SIDE_EFFECT_CATEGORY: category.value,
+                semantic.SIDE_EFFECT_DESCRIPTION: clean_description,
+                semantic.SIDE_EFFECT_REVERSIBLE: bool(reversible),
+                semantic.LEDGER_SEQ: entry.seq, semantic.LEDGER_ENTRY_HASH: entry.hash})
+            return effect
+
+    def _end(self, requested: ExecutionStatus, reason: str | BaseException) -> None:
+        with self._lock:
+            self._ensure_open()
+            error = reason if isinstance(reason, BaseException) else None
+            for handle in list(self._open_steps.values()):  # a step left open ends with the run
+                handle.cancel("execution ended before the step finished")
+            status = self._final_status(requested)
+            text = self._describe(error)[1] if error else self.redactor.clean_text(str(reason))
+            self._post = self._read_security()
+            data: dict[str, Any] = {"status": status.value, "reason": text,
+                                    "security": self._post.to_dict()}
+            if error is not None:
+                error_type, _, stack = self._describe(error)
+                data.update(error_type=error_type, traceback=stack)
+            try:
+                self._append("execution.ended", self.root.span, data)
+            finally:
+                self._status, self._reason, self._ended_at = status, text, self._last_time
+                _safe(self.root.span.set_attribute, semantic.STATUS, status.value)
+                self._close_root(status, error, text)
+            self._sync_if_live()
+
+    def _final_status(self, requested: ExecutionStatus) -> ExecutionStatus:
+        completed = any(event.event_type is StepEventType.COMPLETED for event in self._events)
+        failed = any(event.event_type is StepEventType.FAILED for event in self._events)
+        if requested is ExecutionStatus.FAILED and completed:
+            return ExecutionStatus.COMPLETED_PARTIAL
+        if requested is ExecutionStatus.COMPLETED and failed:
+            return ExecutionStatus.COMPLETED_PARTIAL
+        return requested
+
+    # ----- plumbing --------------------------------------------------------------------------
+
+    _last_time = None
+
+    def _append(self, kind: str, span: Span, data: dict[str, Any]) -> LedgerEntry:
+        now = utc_now()
+        self._last_time = now
+        trace_id, span_id = _hex_ids(span)
+        return self.ledger.append({
+            "kind": kind, "ts": format_timestamp(now), "execution_id": self.execution_id,
+            "plan_id": self.plan_id, "trace_id": trace_id, "span_id": span_id, "data": data})
+
+    def _ensure_open(self) -> None:
+        if self._status is not ExecutionStatus.STARTED:
+            raise ExecutionEndedError(
+                f"execution {self.execution_id} already ended as {self._status.value}; "
+                "start a new execution to record more events")
+
+    def _read_security(self) -> SecuritySnapshot:
+        if self._security is None:
+            return SecuritySnapshot()
+        try:
+            snapshot = self._security()
+            if isinstance(snapshot, SecuritySnapshot):
+                return snapshot
+            return SecuritySnapshot(SecurityState.COMPROMISED, details={
+                "error": f"security provider returned {type(snapshot).__name__}"})
+        except Exception as error:  # fail closed: an unreadable state is not a normal one
+            return SecuritySnapshot(SecurityState.COMPROMISED, details={
+                "error": f"security provider raised {type(error).__name__}"})
+
+    def _check_security(self) -> None:
+        if self._security is None:
+            return
+        snapshot = self._read_security()
+        if not snapshot.is_normal:
+            reason = f"security state is {snapshot.state.value} before step {self._next_index}"
+            self._end(ExecutionStatus.INCOMPLETE, reason)
+            raise SecurityEscalationError(
+                f"execution {self.execution_id} stopped: {reason}. Nothing further was run; "
+                "restore the security state and start a new execution.")
+
+    def _sync_if_live(self) -> None:
+        if self.mode is ExecutionMode.LIVE:
+            self.ledger.sync()
+
+    def _describe(self, error: BaseException | str) -> tuple[str, str, str | None]:
+        if isinstance(error, BaseException):
+            message = self.redactor.clean_text(str(error))
+            stack = "".join(traceback_module.format_exception(error))
+            return (_qualified_name(type(error)), message,
+                    self.redactor.clean_text(stack, TRACEBACK_LIMIT))
+        return "error", self.redactor.clean_text(str(error)), None
+
+    def _start_span(self, name: str, parent: otel_context.Context | None,
+                    attributes: dict[str, Any]) -> Span:
+        try:
+            return self.tracer.start_span(name, context=parent, attributes=attributes)
+        except Exception:
+            return trace.INVALID_SPAN
+
+    def _link(self, span: Span, recorded: LedgerEntry | StepEvent) -> None:
+        if isinstance(recorded, StepEvent):
+            seq, entry_hash = recorded.ledger_seq, recorded.event_hash
+        else:
+            seq, entry_hash = recorded.seq, recorded.hash
+        self._link_attributes(span, {semantic.LEDGER_SEQ: seq,
+                                     semantic.LEDGER_ENTRY_HASH: entry_hash})
+
+    @staticmethod
+    def _link_attributes(span: Span, attributes: dict[str, Any]) -> None:
+        _safe(span.set_attributes, attributes)
+
+    def _close_step_span(self, handle: StepHandle, event_type: StepEventType,
+                         error: BaseException | str | None) -> None:
+        span = handle.span
+        _safe(span.set_attribute, semantic.STATUS, event_type.value)
+        if event_type is StepEventType.FAILED and error is not None:
+            self._record_error(handle.channel, error)
+        handle.channel.end()
+
+    def _close_root(self, status: ExecutionStatus, error: BaseException | None,
+                    text: str) -> None:
+        if status in (ExecutionStatus.FAILED, ExecutionStatus.COMPLETED_PARTIAL) and error:
+            self._record_error(self.root, error)
+        elif status in (ExecutionStatus.FAILED, ExecutionStatus.INCOMPLETE):
+            _safe(self.root.span.set_status, Status(StatusCode.ERROR, text))
+        self.root.end()
+
+    def _close_span_with_error(self, channel: _SpanChannel, error: BaseException) -> None:
+        self._record_error(channel, error)
+        channel.end()
+
+    def _record_error(self, channel: _SpanChannel, error: BaseException | str) -> None:
+        """One ``exception`` event and status ERROR, with the redacted message and stack."""
+        error_type, message, stack = self._describe(error)
+        attributes = {"exception.type": error_type, "exception.message": message,
+                      "exception.escaped": True}
+        if stack:
+            attributes["exception.stacktrace"] = stack
+        channel.add_event(semantic.EVENT_EXCEPTION, attributes)
+        _safe(channel.span.set_attribute, semantic.ERROR_TYPE, error_type)
+        _safe(channel.span.set_status, Status(StatusCode.ERROR, f"{error_type}: {message}"))
+
+
+def _safe(function: Callable[..., Any], *arguments: Any) -> None:
+    """Call a telemetry function; whatever it raises stays here."""
+    try:
+        function(*arguments)
+    except Exception:
+        pass
+
+
+def _json_text(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)

@@ -1,0 +1,119 @@
+"""What the package records into: one ledger, one tracer, one redactor per process.
+
+``configure()`` sets all three in one call. Without it, the first execution opens the default
+ledger (``$EXECAUDIT_LEDGER``, else ``./.execaudit/ledger.db``) and traces through whatever global
+TracerProvider the application has (a no-op one if it has none)::
+
+    >>> import otel_execaudit, tempfile, os
+    >>> runtime = otel_execaudit.configure(ledger=os.path.join(tempfile.mkdtemp(), "l.db"),
+    ...                                    exporter="none")
+    >>> runtime.ledger.durability.value
+    'batch'
+    >>> otel_execaudit.shutdown()
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from opentelemetry import trace
+
+from otel_execaudit.ledger import Durability, Ledger, default_ledger_path
+from otel_execaudit.redaction import Limits, Redactor
+from otel_execaudit.telemetry import Telemetry, build_telemetry
+
+TRACER_NAME = "otel_execaudit"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The ledger, tracer and redactor every execution of this process records into."""
+
+    ledger: Ledger
+    tracer: trace.Tracer
+    redactor: Redactor
+    telemetry: Telemetry | None = None
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Flush telemetry (bounded by its deadline) and commit the ledger."""
+        if self.telemetry is not None:
+            self.telemetry.shutdown(timeout)
+        self.ledger.close()
+
+
+_lock = threading.Lock()
+_runtime: Runtime | None = None
+
+
+def configure(
+    *,
+    ledger: str | Path | Ledger | None = None,
+    durability: Durability | str = Durability.BATCH,
+    service_name: str | None = None,
+    exporter: Any = None,
+    protocol: str | None = None,
+    endpoint: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    tracer_provider: Any = None,
+    set_global: bool = False,
+    deadline: float = 2.0,
+    redact: Iterable[str] = (),
+    limits: Limits | None = None,
+    max_span_events: int | None = None,
+) -> Runtime:
+    """Set up ledger, OpenTelemetry export and redaction in one call.
+
+    ``exporter`` is ``"otlp"`` (the default, honouring ``OTEL_EXPORTER_OTLP_*``), ``"console"``,
+    ``"none"`` or a ``SpanExporter``. Pass ``tracer_provider`` to trace through the application's
+    own provider; the global provider is replaced only with ``set_global=True``. ``redact`` adds
+    regular expressions for argument names whose values must never be recorded.
+
+    >>> import otel_execaudit, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "ledger.db")
+    >>> otel_execaudit.configure(ledger=path, exporter="console").ledger.path.name
+    'ledger.db'
+    >>> otel_execaudit.shutdown()
+    """
+    global _runtime
+    if isinstance(ledger, Ledger):
+        opened = ledger
+    else:
+        opened = Ledger(ledger if ledger is not None else default_ledger_path(),
+                        durability=durability)
+    telemetry = build_telemetry(
+        service_name=service_name, exporter=exporter, protocol=protocol, endpoint=endpoint,
+        headers=headers, tracer_provider=tracer_provider, set_global=set_global,
+        deadline=deadline, max_span_events=max_span_events)
+    redactor = Redactor(limits=limits or Limits()).with_keys(redact)
+    runtime = Runtime(ledger=opened, tracer=telemetry.tracer, redactor=redactor,
+                      telemetry=telemetry)
+    with _lock:
+        previous, _runtime = _runtime, runtime
+    if previous is not None:
+        previous.shutdown()
+    return runtime
+
+
+def get_runtime() -> Runtime:
+    """The configured runtime, or the default one opened on first use."""
+    global _runtime
+    runtime = _runtime
+    if runtime is not None:
+        return runtime
+    with _lock:
+        if _runtime is None:
+            _runtime = Runtime(ledger=Ledger(default_ledger_path()),
+                               tracer=trace.get_tracer(TRACER_NAME), redactor=Redactor())
+        return _runtime
+
+
+def shutdown(timeout: float | None = None) -> None:
+    """Flush and close what ``configure()`` (or first use) opened. Safe to call twice."""
+    global _runtime
+    with _lock:
+        runtime, _runtime = _runtime, None
+    if runtime is not None:
+        runtime.shutdown(timeout)
