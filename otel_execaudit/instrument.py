@@ -8,7 +8,7 @@
     ...                              exporter="none")
     >>> with execution("rotate-keys") as ex:
     ...     with ex.step("fetch", details={"region": "eu-west-1"}) as st:
-    ...         st.side_effect(SideEffectCategory.NETWORK, "GET /keys", reversible=True)
+    ...         _ = st.side_effect(SideEffectCategory.NETWORK, "GET /keys", reversible=True)
     >>> ex.status.value
     'completed'
     >>> otel_execaudit.shutdown()

@@ -11,8 +11,8 @@ into the execution or change its result)::
     >>> observer = ExecutionObserver(execution_id="exec-001", plan_id="plan-001")
     >>> observer.record_step_started(0, "Initialize", {"input": "data"})
     >>> observer.record_step_completed(0, "Initialize", {"output": "ready"})
-    >>> observer.record_side_effect(SideEffectCategory.FILE_SYSTEM, "Created /tmp/data.txt",
-    ...                             reversible=True)
+    >>> _ = observer.record_side_effect(SideEffectCategory.FILE_SYSTEM, "Created /tmp/data.txt",
+    ...                                 reversible=True)
     >>> observer.mark_completed("All steps finished")
     >>> observer.get_execution_record().status is ExecutionStatus.COMPLETED
     True
@@ -348,10 +348,11 @@ class ExecutionObserver:
             self._open_steps.pop(handle.index, None)
             try:
                 event = self._step_event(handle, event_type, details, error)
+                if event_type is StepEventType.COMPLETED and details:
+                    _safe(handle.span.set_attribute, semantic.OUTPUT_VALUE,
+                          _json_text(event.details))
             finally:
                 self._close_step_span(handle, event_type, error)
-            if event_type is StepEventType.COMPLETED and details:
-                _safe(handle.span.set_attribute, semantic.OUTPUT_VALUE, _json_text(event.details))
             return event
 
     def _step_event(self, handle: StepHandle, event_type: StepEventType,

@@ -1,0 +1,166 @@
+"""The seed's recording API (ExecutionObserver) and its guarantees."""
+
+import os
+import stat
+
+import pytest
+
+from otel_execaudit import (
+    ExecutionEndedError,
+    ExecutionObserver,
+    ExecutionStatus,
+    Ledger,
+    LedgerWriteError,
+    SecurityEscalationError,
+    SecuritySnapshot,
+    SecurityState,
+    SideEffectCategory,
+    execution,
+)
+
+
+def test_successful_execution(execaudit_capture):
+    observer = ExecutionObserver(execution_id="exec-001", plan_id="plan-001")
+    observer.record_step_started(0, "Step", {})
+    observer.record_step_completed(0, "Step", {})
+    observer.mark_completed()
+    record = observer.get_execution_record("LIVE")
+    assert record.status is ExecutionStatus.COMPLETED
+    assert record.live_mode_state == "LIVE"
+    assert len(record.execution_hash) == 64 and record.hash_chain_intact()
+
+
+def test_failed_execution_after_a_completed_step_is_partial(execaudit_capture):
+    observer = ExecutionObserver(execution_id="exec-002", plan_id="plan-001")
+    observer.record_step_started(0, "Step 1", {})
+    observer.record_step_completed(0, "Step 1", {})
+    observer.record_step_started(1, "Step 2", {})
+    observer.record_step_failed(1, "Step 2", "Error message")
+    observer.mark_failed("Step 2 failed")
+    record = observer.get_execution_record()
+    assert record.status is ExecutionStatus.COMPLETED_PARTIAL
+    assert record.step_events[-1].error_message == "Error message"
+    assert record.reason == "Step 2 failed"
+
+
+def test_failed_execution_without_completed_steps(execaudit_capture):
+    observer = ExecutionObserver(plan_id="plan-001")
+    observer.record_step_started(0, "Step 1", {})
+    observer.record_step_failed(0, "Step 1", RuntimeError("no"))
+    observer.mark_failed("Step 1 failed")
+    assert observer.get_execution_record().status is ExecutionStatus.FAILED
+
+
+def test_explicit_security_escalation(execaudit_capture):
+    observer = ExecutionObserver(plan_id="plan-001")
+    observer.record_step_completed(0, "Safe step", {})
+    observer.mark_incomplete_security_escalation()
+    assert observer.get_execution_record().status is ExecutionStatus.INCOMPLETE
+
+
+def test_degraded_security_between_steps_stops_fail_closed(execaudit_capture):
+    state = {"value": SecurityState.NORMAL}
+    ran = []
+
+    def security():
+        return SecuritySnapshot(state["value"])
+
+    with pytest.raises(SecurityEscalationError, match="restore the security state"):
+        with execution("guarded", security=security) as ex:
+            with ex.step("first"):
+                ran.append("first")
+            state["value"] = SecurityState.COMPROMISED
+            with ex.step("second"):
+                ran.append("second")
+    assert ran == ["first"]
+    record = ex.record
+    assert record.status is ExecutionStatus.INCOMPLETE
+    assert record.security_snapshot_pre.state is SecurityState.NORMAL
+    assert record.security_snapshot_post.state is SecurityState.COMPROMISED
+    assert execaudit_capture.fields()[-1]["data"]["status"] == "incomplete"
+
+
+def test_a_security_provider_that_raises_counts_as_compromised(execaudit_capture):
+    def broken():
+        raise OSError("kernel unreachable")
+
+    with pytest.raises(SecurityEscalationError):
+        with execution("guarded", security=broken) as ex:
+            with ex.step("never"):
+                pass
+    assert ex.status is ExecutionStatus.INCOMPLETE
+
+
+def test_side_effects_are_tracked_with_step_and_reversibility(execaudit_capture):
+    observer = ExecutionObserver(plan_id="plan-001")
+    observer.record_step_started(0, "Write", {})
+    observer.declare_side_effect(SideEffectCategory.FILE_SYSTEM, "Create output", step_index=0)
+    observer.record_side_effect(SideEffectCategory.FILE_SYSTEM, "Created /tmp/output.txt",
+                                reversible=True, step_index=0)
+    observer.record_side_effect(SideEffectCategory.NETWORK, "Sent e-mail", reversible=False,
+                                step_index=0)
+    observer.record_step_completed(0, "Write", {})
+    observer.mark_completed()
+    report = observer.get_execution_record().side_effects_report
+    assert [effect.description for effect in report.observed] == [
+        "Created /tmp/output.txt", "Sent e-mail"]
+    assert [effect.description for effect in report.irreversible] == ["Sent e-mail"]
+    assert [effect.category for effect in report.undeclared] == [SideEffectCategory.NETWORK]
+
+
+def test_recording_into_an_ended_execution_is_a_clear_error(execaudit_capture):
+    observer = ExecutionObserver(plan_id="plan-001")
+    observer.mark_completed()
+    before = len(execaudit_capture.entries())
+    with pytest.raises(ExecutionEndedError, match="start a new execution"):
+        observer.record_step_started(0, "late", {})
+    with pytest.raises(ExecutionEndedError):
+        observer.record_side_effect(SideEffectCategory.OTHER, "late")
+    with pytest.raises(ExecutionEndedError):
+        observer.mark_failed("again")
+    assert len(execaudit_capture.entries()) == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_unwritable_ledger_stops_a_live_execution_before_it_starts(tmp_path):
+    path = tmp_path / "ledger.db"
+    Ledger(path).close()
+    os.chmod(path, stat.S_IRUSR)
+    with pytest.raises(LedgerWriteError):
+        ExecutionObserver(plan_id="p", live_mode_state="LIVE", ledger=Ledger(path))
+
+
+def test_ledger_failure_mid_run_stops_a_live_execution_fail_closed(execaudit_capture):
+    ran = []
+
+    class FailingLedger:
+        """The real ledger until the switch flips: then every write fails, like a full disk."""
+
+        def __init__(self, inner):
+            self.inner, self.broken = inner, False
+
+        def append(self, fields):
+            if self.broken:
+                raise LedgerWriteError("disk full: free space, then start a new execution")
+            return self.inner.append(fields)
+
+        def sync(self):
+            if self.broken:
+                raise LedgerWriteError("disk full")
+            self.inner.sync()
+
+    ledger = FailingLedger(execaudit_capture.runtime.ledger)
+    runtime = execaudit_capture.runtime
+    observer = ExecutionObserver(plan_id="p", live_mode_state="LIVE", ledger=ledger,
+                                 tracer=runtime.tracer, redactor=runtime.redactor)
+    handle = observer.start_step("first")
+    ran.append("first")
+    handle.complete()
+    ledger.broken = True
+    with pytest.raises(LedgerWriteError):
+        observer.start_step("second")
+        ran.append("second")  # never reached: no audit, no action
+    assert ran == ["first"]
+    kinds = [entry["kind"] for entry in execaudit_capture.fields()]
+    assert kinds == ["execution.started", "step.started", "step.completed"]  # nothing lost
+    assert execaudit_capture.verify().ok
