@@ -104,7 +104,6 @@ class Step(_Scope):
         self._details, self._index = details, index
         self._handle: StepHandle | None = None
         self._output: dict[str, Any] | None = None
-        self.event_record: StepEvent | None = None
 
     @property
     def index(self) -> int:
@@ -124,11 +123,11 @@ class Step(_Scope):
         if handle is None or not handle.open:
             return False
         if error is None:
-            self.event_record = handle.complete(self._output)
+            handle.complete(self._output)
         elif is_cancellation(error):
-            self.event_record = handle.cancel(error)
+            handle.cancel(error)
         else:
-            self.event_record = handle.fail(error, self._output)
+            handle.fail(error, self._output)
         return False
 
     def side_effect(self, category: SideEffectCategory | str, description: str,

@@ -56,6 +56,8 @@ SecurityProvider = Callable[[], SecuritySnapshot]
 CANCELLATION = (KeyboardInterrupt, GeneratorExit)  # plus asyncio.CancelledError (a BaseException)
 TRACEBACK_LIMIT = 32768  # characters kept of a traceback: the end, where the error is
 _RESERVED_EVENTS = 2  # room kept on a span for its exception event and final step event
+_STEP_KINDS = {kind: f"step.{kind.value}" for kind in StepEventType}
+_STEP_EVENT_NAMES = {kind: semantic.EVENT_STEP.format(kind.value) for kind in StepEventType}
 
 
 def is_cancellation(error: BaseException) -> bool:
@@ -70,6 +72,13 @@ def _hex_ids(span: Span) -> tuple[str | None, str | None]:
     return format(span_context.trace_id, "032x"), format(span_context.span_id, "016x")
 
 
+def _event_limit(span: Span) -> int | None:
+    """The SDK's per-span event limit (the same for every span of a provider), if any."""
+    limits = getattr(span, "_limits", None)
+    maximum = getattr(limits, "max_events", None) if span.is_recording() else None
+    return maximum if isinstance(maximum, int) and maximum > 0 else None
+
+
 def _qualified_name(error_type: type) -> str:
     module = error_type.__module__
     return error_type.__qualname__ if module == "builtins" else f"{module}.{error_type.__qualname__}"
@@ -82,11 +91,8 @@ class _SpanChannel:
     __slots__ = ("tracer", "span", "name", "limit", "count", "overflow", "overflow_count",
                  "continuations")
 
-    def __init__(self, tracer: trace.Tracer, span: Span, name: str) -> None:
-        self.tracer, self.span, self.name = tracer, span, name
-        limits = getattr(span, "_limits", None)
-        maximum = getattr(limits, "max_events", None) if span.is_recording() else None
-        self.limit = maximum if isinstance(maximum, int) and maximum > 0 else None
+    def __init__(self, tracer: trace.Tracer, span: Span, name: str, limit: int | None) -> None:
+        self.tracer, self.span, self.name, self.limit = tracer, span, name, limit
         self.count = 0
         self.overflow: Span | None = None
         self.overflow_count = 0
@@ -127,17 +133,26 @@ class _SpanChannel:
 class StepHandle:
     """An open step: record side effects and events on it, then complete, fail or cancel it."""
 
-    __slots__ = ("observer", "index", "name", "channel", "context", "open")
+    __slots__ = ("observer", "index", "name", "channel", "trace_id", "span_id", "open",
+                 "_context")
 
     def __init__(self, observer: ExecutionObserver, index: int, name: str,
                  channel: _SpanChannel) -> None:
         self.observer, self.index, self.name, self.channel = observer, index, name, channel
-        self.context = trace.set_span_in_context(channel.span)
+        self.trace_id, self.span_id = _hex_ids(channel.span)
         self.open = True
+        self._context: otel_context.Context | None = None
 
     @property
     def span(self) -> Span:
         return self.channel.span
+
+    @property
+    def context(self) -> otel_context.Context:
+        """The OpenTelemetry context with this step's span current."""
+        if self._context is None:
+            self._context = trace.set_span_in_context(self.channel.span)
+        return self._context
 
     def side_effect(self, category: SideEffectCategory | str, description: str,
                     reversible: bool = True, details: Mapping[str, Any] | None = None) -> SideEffect:
@@ -147,16 +162,15 @@ class StepHandle:
     def event(self, name: str, details: Mapping[str, Any] | None = None) -> LedgerEntry:
         return self.observer._record_step_note(self, name, details)
 
-    def complete(self, details: Mapping[str, Any] | None = None) -> StepEvent:
-        return self.observer._finish_step(self, StepEventType.COMPLETED, details, None)
+    def complete(self, details: Mapping[str, Any] | None = None) -> None:
+        self.observer._finish_step(self, StepEventType.COMPLETED, details, None)
 
     def fail(self, error: BaseException | str,
-             details: Mapping[str, Any] | None = None) -> StepEvent:
-        return self.observer._finish_step(self, StepEventType.FAILED, details, error)
+             details: Mapping[str, Any] | None = None) -> None:
+        self.observer._finish_step(self, StepEventType.FAILED, details, error)
 
-    def cancel(self, error: BaseException | str | None = None) -> StepEvent:
-        return self.observer._finish_step(self, StepEventType.CANCELLED, None,
-                                          error or "cancelled")
+    def cancel(self, error: BaseException | str | None = None) -> None:
+        self.observer._finish_step(self, StepEventType.CANCELLED, None, error or "cancelled")
 
 
 class ExecutionObserver:
@@ -185,7 +199,7 @@ class ExecutionObserver:
         self.parent_execution_id = parent_execution_id
         self._security = security
         self._lock = threading.RLock()
-        self._events: list[StepEvent] = []
+        self._events: list[tuple[Any, ...]] = []
         self._declared: list[SideEffect] = []
         self._observed: list[SideEffect] = []
         self._open_steps: dict[int, StepHandle] = {}
@@ -206,23 +220,24 @@ class ExecutionObserver:
             semantic.PLAN_ID: plan_id,
             semantic.MODE: self.mode.value,
         })
-        self.root = _SpanChannel(self.tracer, span, name)
+        self.root = self.channel = _SpanChannel(self.tracer, span, name, _event_limit(span))
         self.context = trace.set_span_in_context(span, parent_context)
-        self.trace_id, _ = _hex_ids(span)
+        self.trace_id, self.span_id = _hex_ids(span)
         clean_details = self.redactor.clean(dict(details)) if details else {}
         if parent_execution_id:
             _safe(span.set_attribute, semantic.PARENT_EXECUTION_ID, parent_execution_id)
         if clean_details:
             _safe(span.set_attribute, semantic.INPUT_VALUE, _json_text(clean_details))
         try:
-            entry = self._append("execution.started", span, {
+            entry = self._append("execution.started", self.trace_id, self.span_id, {
                 "mode": self.mode.value, "parent_execution_id": parent_execution_id,
                 "details": clean_details, "security": self._pre.to_dict(),
             })
         except BaseException as error:
             self._close_span_with_error(self.root, error)
             raise
-        self._link(span, entry)
+        _safe(span.set_attributes, {semantic.LEDGER_SEQ: entry.seq,
+                                    semantic.LEDGER_ENTRY_HASH: entry.hash})
         self._sync_if_live()
 
     # ----- the seed's recording API --------------------------------------------------------
@@ -273,7 +288,7 @@ class ExecutionObserver:
                 live_mode_state=live_mode_state or self.mode.value, status=self._status,
                 security_snapshot_pre=self._pre, security_snapshot_post=self._post,
                 timestamp_start=self.started_at, timestamp_end=self._ended_at,
-                step_events=tuple(self._events),
+                step_events=tuple(StepEvent(*row) for row in self._events),
                 side_effects_report=SideEffectReport(tuple(self._declared),
                                                      tuple(self._observed)),
                 reason=self._reason, parent_execution_id=self.parent_execution_id,
@@ -312,19 +327,22 @@ class ExecutionObserver:
             semantic.OPENINFERENCE_KIND: "TOOL",
             semantic.TOOL_NAME: name,
             semantic.EXECUTION_ID: self.execution_id,
-            semantic.PLAN_ID: self.plan_id,
             semantic.STEP_INDEX: index,
         })
-        handle = StepHandle(self, index, name, _SpanChannel(self.tracer, span, span_name))
+        handle = StepHandle(self, index, name, _SpanChannel(self.tracer, span, span_name,
+                                                            self.root.limit))
         if record_start:
             try:
-                event = self._step_event(handle, StepEventType.STARTED, details, None)
+                entry, clean_details = self._step_event(handle, StepEventType.STARTED, details,
+                                                        None)
             except BaseException as error:
                 self._close_span_with_error(handle.channel, error)
                 raise
-            self._link(span, event)
-            if details:
-                _safe(span.set_attribute, semantic.INPUT_VALUE, _json_text(event.details))
+            attributes: dict[str, Any] = {semantic.LEDGER_SEQ: entry.seq,
+                                          semantic.LEDGER_ENTRY_HASH: entry.hash}
+            if clean_details:
+                attributes[semantic.INPUT_VALUE] = _json_text(clean_details)
+            _safe(span.set_attributes, attributes)
             self._sync_if_live()
         self._open_steps[index] = handle
         return handle
@@ -339,57 +357,54 @@ class ExecutionObserver:
 
     def _finish_step(self, handle: StepHandle, event_type: StepEventType,
                      details: Mapping[str, Any] | None,
-                     error: BaseException | str | None) -> StepEvent:
+                     error: BaseException | str | None) -> None:
         with self._lock:
             if not handle.open:
                 raise RecordingError(f"step {handle.index} ({handle.name}) has already finished")
             self._ensure_open()
             handle.open = False
-            self._open_steps.pop(handle.index, None)
+            del self._open_steps[handle.index]
             try:
-                event = self._step_event(handle, event_type, details, error)
-                if event_type is StepEventType.COMPLETED and details:
+                _, clean_details = self._step_event(handle, event_type, details, error)
+                if clean_details and event_type is StepEventType.COMPLETED:
                     _safe(handle.span.set_attribute, semantic.OUTPUT_VALUE,
-                          _json_text(event.details))
+                          _json_text(clean_details))
             finally:
                 self._close_step_span(handle, event_type, error)
-            return event
 
     def _step_event(self, handle: StepHandle, event_type: StepEventType,
                     details: Mapping[str, Any] | None,
-                    error: BaseException | str | None) -> StepEvent:
+                    error: BaseException | str | None) -> tuple[LedgerEntry, dict[str, Any]]:
         clean_details = self.redactor.clean(dict(details)) if details else {}
+        previous = self._previous_event_hash
         data: dict[str, Any] = {
             "step_index": handle.index, "step_name": handle.name,
             "event_type": event_type.value, "details": clean_details,
-            "previous_event_hash": self._previous_event_hash,
+            "previous_event_hash": previous,
         }
         error_type = message = stack = None
         if error is not None:
             error_type, message, stack = self._describe(error)
             data.update(error_type=error_type, error_message=message, traceback=stack)
-        entry = self._append(f"step.{event_type.value}", handle.span, data)
-        event = StepEvent(
-            timestamp=self._last_time, step_index=handle.index, step_name=handle.name,
-            event_type=event_type, details=clean_details, error_message=message,
-            previous_event_hash=self._previous_event_hash, event_hash=entry.hash,
-            error_type=error_type, traceback=stack, ledger_seq=entry.seq)
-        self._events.append(event)
+        entry = self._append(_STEP_KINDS[event_type], handle.trace_id, handle.span_id, data)
+        # Kept as a plain tuple (StepEvent's fields, in order): the frozen record is built only
+        # when someone asks for it, which keeps the per-step cost low.
+        self._events.append((self._last_time, handle.index, handle.name, event_type,
+                             clean_details, message, previous, entry.hash, error_type, stack,
+                             entry.seq))
         self._previous_event_hash = entry.hash
-        handle.channel.add_event(semantic.EVENT_STEP.format(event_type.value), {
-            semantic.STEP_INDEX: handle.index, semantic.LEDGER_SEQ: entry.seq,
-            semantic.LEDGER_ENTRY_HASH: entry.hash})
-        return event
+        handle.channel.add_event(_STEP_EVENT_NAMES[event_type], {
+            semantic.LEDGER_SEQ: entry.seq, semantic.LEDGER_ENTRY_HASH: entry.hash})
+        return entry, clean_details
 
     def _record_step_note(self, handle: StepHandle, name: str,
                           details: Mapping[str, Any] | None) -> LedgerEntry:
         with self._lock:
             self._ensure_open()
             clean_details = self.redactor.clean(dict(details)) if details else {}
-            entry = self._append("step.note", handle.span, {
+            entry = self._append("step.note", handle.trace_id, handle.span_id, {
                 "step_index": handle.index, "name": name, "details": clean_details})
-            attributes: dict[str, Any] = {semantic.STEP_INDEX: handle.index,
-                                          semantic.LEDGER_SEQ: entry.seq,
+            attributes: dict[str, Any] = {semantic.LEDGER_SEQ: entry.seq,
                                           semantic.LEDGER_ENTRY_HASH: entry.hash}
             if clean_details:
                 attributes[semantic.DETAILS] = _json_text(clean_details)
@@ -409,8 +424,9 @@ class ExecutionObserver:
             clean_description = self.redactor.clean_text(str(description))
             clean_details = self.redactor.clean(dict(details)) if details else {}
             handle = self._open_steps.get(step_index) if step_index is not None else None
-            channel = handle.channel if handle is not None else self.root
-            entry = self._append(kind, channel.span, {
+            owner = handle if handle is not None else self
+            channel = owner.channel
+            entry = self._append(kind, owner.trace_id, owner.span_id, {
                 "category": category.value, "description": clean_description,
                 "reversible": bool(reversible), "step_index": step_index,
                 "details": clean_details})
@@ -439,7 +455,7 @@ class ExecutionObserver:
                 error_type, _, stack = self._describe(error)
                 data.update(error_type=error_type, traceback=stack)
             try:
-                self._append("execution.ended", self.root.span, data)
+                self._append("execution.ended", self.trace_id, self.span_id, data)
             finally:
                 self._status, self._reason, self._ended_at = status, text, self._last_time
                 _safe(self.root.span.set_attribute, semantic.STATUS, status.value)
@@ -447,8 +463,8 @@ class ExecutionObserver:
             self._sync_if_live()
 
     def _final_status(self, requested: ExecutionStatus) -> ExecutionStatus:
-        completed = any(event.event_type is StepEventType.COMPLETED for event in self._events)
-        failed = any(event.event_type is StepEventType.FAILED for event in self._events)
+        completed = any(row[3] is StepEventType.COMPLETED for row in self._events)
+        failed = any(row[3] is StepEventType.FAILED for row in self._events)
         if requested is ExecutionStatus.FAILED and completed:
             return ExecutionStatus.COMPLETED_PARTIAL
         if requested is ExecutionStatus.COMPLETED and failed:
@@ -459,10 +475,10 @@ class ExecutionObserver:
 
     _last_time = None
 
-    def _append(self, kind: str, span: Span, data: dict[str, Any]) -> LedgerEntry:
+    def _append(self, kind: str, trace_id: str | None, span_id: str | None,
+                data: dict[str, Any]) -> LedgerEntry:
         now = utc_now()
         self._last_time = now
-        trace_id, span_id = _hex_ids(span)
         return self.ledger.append({
             "kind": kind, "ts": format_timestamp(now), "execution_id": self.execution_id,
             "plan_id": self.plan_id, "trace_id": trace_id, "span_id": span_id, "data": data})
@@ -516,22 +532,10 @@ class ExecutionObserver:
         except Exception:
             return trace.INVALID_SPAN
 
-    def _link(self, span: Span, recorded: LedgerEntry | StepEvent) -> None:
-        if isinstance(recorded, StepEvent):
-            seq, entry_hash = recorded.ledger_seq, recorded.event_hash
-        else:
-            seq, entry_hash = recorded.seq, recorded.hash
-        self._link_attributes(span, {semantic.LEDGER_SEQ: seq,
-                                     semantic.LEDGER_ENTRY_HASH: entry_hash})
-
-    @staticmethod
-    def _link_attributes(span: Span, attributes: dict[str, Any]) -> None:
-        _safe(span.set_attributes, attributes)
-
     def _close_step_span(self, handle: StepHandle, event_type: StepEventType,
                          error: BaseException | str | None) -> None:
-        span = handle.span
-        _safe(span.set_attribute, semantic.STATUS, event_type.value)
+        if event_type is not StepEventType.COMPLETED:
+            _safe(handle.span.set_attribute, semantic.STATUS, event_type.value)
         if event_type is StepEventType.FAILED and error is not None:
             self._record_error(handle.channel, error)
         handle.channel.end()
