@@ -42,7 +42,9 @@ def main() -> None:
 @main.command("verify")
 @click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def verify_command(path: Path | None, as_json: bool) -> None:
+@click.option("--strict", is_flag=True,
+              help="Also check that every entry is stored in exactly its canonical form.")
+def verify_command(path: Path | None, as_json: bool, strict: bool) -> None:
     """Verify the hash chain of a ledger (default: $EXECAUDIT_LEDGER or ./.execaudit/ledger.db).
 
     Exit 0 when intact, 1 when any entry was modified, deleted, inserted or reordered (the first
@@ -50,7 +52,7 @@ def verify_command(path: Path | None, as_json: bool) -> None:
     """
     target = path or default_ledger_path()
     try:
-        report = verify(target)
+        report = verify(target, strict=strict)
     except (LedgerNotFoundError, NotALedgerError, LedgerError) as error:
         _fail_unreadable(target, error, as_json)
         return
