@@ -33,6 +33,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 from otel_execaudit import semantic
 from otel_execaudit.errors import ExecutionEndedError, RecordingError, SecurityEscalationError
 from otel_execaudit.ledger import Ledger, LedgerEntry
+from otel_execaudit.logs import get_logger
 from otel_execaudit.records import (
     GENESIS,
     ExecutionMode,
@@ -52,6 +53,7 @@ from otel_execaudit.redaction import Redactor
 from otel_execaudit.runtime import get_runtime
 
 SecurityProvider = Callable[[], SecuritySnapshot]
+_log = get_logger()
 
 CANCELLATION = (KeyboardInterrupt, GeneratorExit)  # plus asyncio.CancelledError (a BaseException)
 TRACEBACK_LIMIT = 32768  # characters kept of a traceback: the end, where the error is
@@ -365,7 +367,12 @@ class ExecutionObserver:
             handle.open = False
             del self._open_steps[handle.index]
             try:
-                _, clean_details = self._step_event(handle, event_type, details, error)
+                entry, clean_details = self._step_event(handle, event_type, details, error)
+                if event_type is StepEventType.FAILED:
+                    row = self._events[-1]
+                    _log.warning("step failed", execution_id=self.execution_id,
+                                 plan_id=self.plan_id, step=handle.name, step_index=handle.index,
+                                 error_type=row[8], error=row[5], ledger_seq=entry.seq)
                 if clean_details and event_type is StepEventType.COMPLETED:
                     _safe(handle.span.set_attribute, semantic.OUTPUT_VALUE,
                           _json_text(clean_details))
@@ -460,6 +467,9 @@ class ExecutionObserver:
                 self._status, self._reason, self._ended_at = status, text, self._last_time
                 _safe(self.root.span.set_attribute, semantic.STATUS, status.value)
                 self._close_root(status, error, text)
+            if status is not ExecutionStatus.COMPLETED:
+                _log.warning("execution ended", execution_id=self.execution_id,
+                             plan_id=self.plan_id, status=status.value, reason=text)
             self._sync_if_live()
 
     def _final_status(self, requested: ExecutionStatus) -> ExecutionStatus:

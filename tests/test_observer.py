@@ -1,8 +1,5 @@
 """The seed's recording API (ExecutionObserver) and its guarantees."""
 
-import os
-import stat
-
 import pytest
 
 from otel_execaudit import (
@@ -121,38 +118,41 @@ def test_recording_into_an_ended_execution_is_a_clear_error(execaudit_capture):
     assert len(execaudit_capture.entries()) == before
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
-def test_unwritable_ledger_stops_a_live_execution_before_it_starts(tmp_path):
-    path = tmp_path / "ledger.db"
-    Ledger(path).close()
-    os.chmod(path, stat.S_IRUSR)
-    with pytest.raises(LedgerWriteError):
-        ExecutionObserver(plan_id="p", live_mode_state="LIVE", ledger=Ledger(path))
+class FailingLedger:
+    """The real ledger until ``broken`` is set: then every write fails, as on a full disk."""
+
+    def __init__(self, inner, broken=False):
+        self.inner, self.broken = inner, broken
+
+    def append(self, fields):
+        if self.broken:
+            raise LedgerWriteError("disk full: free space, then start a new execution")
+        return self.inner.append(fields)
+
+    def sync(self):
+        if self.broken:
+            raise LedgerWriteError("disk full")
+        self.inner.sync()
+
+
+def _observer(capture, ledger, mode="LIVE"):
+    runtime = capture.runtime
+    return ExecutionObserver(plan_id="p", live_mode_state=mode, ledger=ledger,
+                             tracer=runtime.tracer, redactor=runtime.redactor)
+
+
+def test_unwritable_ledger_stops_a_live_execution_before_it_starts(execaudit_capture):
+    with pytest.raises(LedgerWriteError, match="free space"):
+        _observer(execaudit_capture, FailingLedger(execaudit_capture.runtime.ledger, True))
+    assert execaudit_capture.entries() == []
+    root = [span for span in execaudit_capture.spans() if span.name == "invoke_workflow p"]
+    assert root and root[0].status.status_code.name == "ERROR"  # the span still ends
 
 
 def test_ledger_failure_mid_run_stops_a_live_execution_fail_closed(execaudit_capture):
     ran = []
-
-    class FailingLedger:
-        """The real ledger until the switch flips: then every write fails, like a full disk."""
-
-        def __init__(self, inner):
-            self.inner, self.broken = inner, False
-
-        def append(self, fields):
-            if self.broken:
-                raise LedgerWriteError("disk full: free space, then start a new execution")
-            return self.inner.append(fields)
-
-        def sync(self):
-            if self.broken:
-                raise LedgerWriteError("disk full")
-            self.inner.sync()
-
     ledger = FailingLedger(execaudit_capture.runtime.ledger)
-    runtime = execaudit_capture.runtime
-    observer = ExecutionObserver(plan_id="p", live_mode_state="LIVE", ledger=ledger,
-                                 tracer=runtime.tracer, redactor=runtime.redactor)
+    observer = _observer(execaudit_capture, ledger)
     handle = observer.start_step("first")
     ran.append("first")
     handle.complete()

@@ -70,3 +70,17 @@ def test_capture_records_only_named_arguments_and_redacts_secret_names():
     captured = Redactor().capture(["order_id", "api_key"],
                                   {"order_id": 7, "api_key": "k", "card": "4111"})
     assert captured == {"order_id": 7, "api_key": REDACTED}
+
+
+def test_logs_carry_the_same_redacted_values_as_the_ledger(execaudit_capture, capsys):
+    import pytest as _pytest
+    from otel_execaudit import execution
+
+    with _pytest.raises(RuntimeError):
+        with execution("leaky") as ex:
+            with ex.step("connect"):
+                raise RuntimeError("connect failed: password=hunter2")
+    err = capsys.readouterr().err
+    assert "step failed" in err and "password=[REDACTED]" in err and "hunter2" not in err
+    failed = [entry for entry in execaudit_capture.fields() if entry["kind"] == "step.failed"][0]
+    assert failed["data"]["error_message"] == "connect failed: password=[REDACTED]"
