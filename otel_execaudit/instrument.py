@@ -41,7 +41,6 @@ from otel_execaudit.records import (
     ExecutionStatus,
     SideEffect,
     SideEffectCategory,
-    StepEvent,
 )
 from otel_execaudit.runtime import get_runtime
 

@@ -51,13 +51,13 @@ from otel_execaudit.records import (
 )
 from otel_execaudit.redaction import Redactor
 from otel_execaudit.runtime import get_runtime
+from otel_execaudit.spans import SpanChannel, event_limit, hex_ids, json_text, qualified_name, safe
 
 SecurityProvider = Callable[[], SecuritySnapshot]
 _log = get_logger()
 
 CANCELLATION = (KeyboardInterrupt, GeneratorExit)  # plus asyncio.CancelledError (a BaseException)
 TRACEBACK_LIMIT = 32768  # characters kept of a traceback: the end, where the error is
-_RESERVED_EVENTS = 2  # room kept on a span for its exception event and final step event
 _STEP_KINDS = {kind: f"step.{kind.value}" for kind in StepEventType}
 _STEP_EVENT_NAMES = {kind: semantic.EVENT_STEP.format(kind.value) for kind in StepEventType}
 
@@ -67,71 +67,6 @@ def is_cancellation(error: BaseException) -> bool:
     return isinstance(error, CANCELLATION) or type(error).__name__ == "CancelledError"
 
 
-def _hex_ids(span: Span) -> tuple[str | None, str | None]:
-    span_context = span.get_span_context()
-    if not span_context.is_valid:
-        return None, None
-    return format(span_context.trace_id, "032x"), format(span_context.span_id, "016x")
-
-
-def _event_limit(span: Span) -> int | None:
-    """The SDK's per-span event limit (the same for every span of a provider), if any."""
-    limits = getattr(span, "_limits", None)
-    maximum = getattr(limits, "max_events", None) if span.is_recording() else None
-    return maximum if isinstance(maximum, int) and maximum > 0 else None
-
-
-def _qualified_name(error_type: type) -> str:
-    module = error_type.__module__
-    return error_type.__qualname__ if module == "builtins" else f"{module}.{error_type.__qualname__}"
-
-
-class _SpanChannel:
-    """A span and the events written to it. When the span's event limit (128 by default in the
-    SDK) would drop events, later events go to continuation spans instead of being lost."""
-
-    __slots__ = ("tracer", "span", "name", "limit", "count", "overflow", "overflow_count",
-                 "continuations")
-
-    def __init__(self, tracer: trace.Tracer, span: Span, name: str, limit: int | None) -> None:
-        self.tracer, self.span, self.name, self.limit = tracer, span, name, limit
-        self.count = 0
-        self.overflow: Span | None = None
-        self.overflow_count = 0
-        self.continuations = 0
-
-    def add_event(self, name: str, attributes: Mapping[str, Any]) -> None:
-        try:
-            if self.limit is None or self.count < self.limit - _RESERVED_EVENTS:
-                self.count += 1
-                self.span.add_event(name, attributes)
-                return
-            if self.overflow is None or self.overflow_count >= self.limit:
-                self._continue()
-            self.overflow_count += 1
-            self.overflow.add_event(name, attributes)  # type: ignore[union-attr]
-        except Exception:  # telemetry never raises into the execution
-            pass
-
-    def _continue(self) -> None:
-        if self.overflow is not None:
-            self.overflow.end()
-        self.continuations += 1
-        self.overflow = self.tracer.start_span(
-            f"{self.name} (continued)", context=trace.set_span_in_context(self.span),
-            attributes={semantic.CONTINUATION: self.continuations})
-        self.overflow_count = 0
-        self.span.set_attribute(semantic.CONTINUATION, self.continuations)
-
-    def end(self) -> None:
-        try:
-            if self.overflow is not None:
-                self.overflow.end()
-            self.span.end()
-        except Exception:
-            pass
-
-
 class StepHandle:
     """An open step: record side effects and events on it, then complete, fail or cancel it."""
 
@@ -139,9 +74,9 @@ class StepHandle:
                  "_context")
 
     def __init__(self, observer: ExecutionObserver, index: int, name: str,
-                 channel: _SpanChannel) -> None:
+                 channel: SpanChannel) -> None:
         self.observer, self.index, self.name, self.channel = observer, index, name, channel
-        self.trace_id, self.span_id = _hex_ids(channel.span)
+        self.trace_id, self.span_id = hex_ids(channel.span)
         self.open = True
         self._context: otel_context.Context | None = None
 
@@ -222,14 +157,14 @@ class ExecutionObserver:
             semantic.PLAN_ID: plan_id,
             semantic.MODE: self.mode.value,
         })
-        self.root = self.channel = _SpanChannel(self.tracer, span, name, _event_limit(span))
+        self.root = self.channel = SpanChannel(self.tracer, span, name, event_limit(span))
         self.context = trace.set_span_in_context(span, parent_context)
-        self.trace_id, self.span_id = _hex_ids(span)
+        self.trace_id, self.span_id = hex_ids(span)
         clean_details = self.redactor.clean(dict(details)) if details else {}
         if parent_execution_id:
-            _safe(span.set_attribute, semantic.PARENT_EXECUTION_ID, parent_execution_id)
+            safe(span.set_attribute, semantic.PARENT_EXECUTION_ID, parent_execution_id)
         if clean_details:
-            _safe(span.set_attribute, semantic.INPUT_VALUE, _json_text(clean_details))
+            safe(span.set_attribute, semantic.INPUT_VALUE, json_text(clean_details))
         try:
             entry = self._append("execution.started", self.trace_id, self.span_id, {
                 "mode": self.mode.value, "parent_execution_id": parent_execution_id,
@@ -238,7 +173,7 @@ class ExecutionObserver:
         except BaseException as error:
             self._close_span_with_error(self.root, error)
             raise
-        _safe(span.set_attributes, {semantic.LEDGER_SEQ: entry.seq,
+        safe(span.set_attributes, {semantic.LEDGER_SEQ: entry.seq,
                                     semantic.LEDGER_ENTRY_HASH: entry.hash})
         self._sync_if_live()
 
@@ -331,7 +266,7 @@ class ExecutionObserver:
             semantic.EXECUTION_ID: self.execution_id,
             semantic.STEP_INDEX: index,
         })
-        handle = StepHandle(self, index, name, _SpanChannel(self.tracer, span, span_name,
+        handle = StepHandle(self, index, name, SpanChannel(self.tracer, span, span_name,
                                                             self.root.limit))
         if record_start:
             try:
@@ -343,8 +278,8 @@ class ExecutionObserver:
             attributes: dict[str, Any] = {semantic.LEDGER_SEQ: entry.seq,
                                           semantic.LEDGER_ENTRY_HASH: entry.hash}
             if clean_details:
-                attributes[semantic.INPUT_VALUE] = _json_text(clean_details)
-            _safe(span.set_attributes, attributes)
+                attributes[semantic.INPUT_VALUE] = json_text(clean_details)
+            safe(span.set_attributes, attributes)
             self._sync_if_live()
         self._open_steps[index] = handle
         return handle
@@ -374,8 +309,8 @@ class ExecutionObserver:
                                  plan_id=self.plan_id, step=handle.name, step_index=handle.index,
                                  error_type=row[8], error=row[5], ledger_seq=entry.seq)
                 if clean_details and event_type is StepEventType.COMPLETED:
-                    _safe(handle.span.set_attribute, semantic.OUTPUT_VALUE,
-                          _json_text(clean_details))
+                    safe(handle.span.set_attribute, semantic.OUTPUT_VALUE,
+                          json_text(clean_details))
             finally:
                 self._close_step_span(handle, event_type, error)
 
@@ -414,7 +349,7 @@ class ExecutionObserver:
             attributes: dict[str, Any] = {semantic.LEDGER_SEQ: entry.seq,
                                           semantic.LEDGER_ENTRY_HASH: entry.hash}
             if clean_details:
-                attributes[semantic.DETAILS] = _json_text(clean_details)
+                attributes[semantic.DETAILS] = json_text(clean_details)
             handle.channel.add_event(name, attributes)
             return entry
 
@@ -465,7 +400,7 @@ class ExecutionObserver:
                 self._append("execution.ended", self.trace_id, self.span_id, data)
             finally:
                 self._status, self._reason, self._ended_at = status, text, self._last_time
-                _safe(self.root.span.set_attribute, semantic.STATUS, status.value)
+                safe(self.root.span.set_attribute, semantic.STATUS, status.value)
                 self._close_root(status, error, text)
             if status is not ExecutionStatus.COMPLETED:
                 _log.warning("execution ended", execution_id=self.execution_id,
@@ -531,7 +466,7 @@ class ExecutionObserver:
         if isinstance(error, BaseException):
             message = self.redactor.clean_text(str(error))
             stack = "".join(traceback_module.format_exception(error))
-            return (_qualified_name(type(error)), message,
+            return (qualified_name(type(error)), message,
                     self.redactor.clean_text(stack, TRACEBACK_LIMIT))
         return "error", self.redactor.clean_text(str(error)), None
 
@@ -545,7 +480,7 @@ class ExecutionObserver:
     def _close_step_span(self, handle: StepHandle, event_type: StepEventType,
                          error: BaseException | str | None) -> None:
         if event_type is not StepEventType.COMPLETED:
-            _safe(handle.span.set_attribute, semantic.STATUS, event_type.value)
+            safe(handle.span.set_attribute, semantic.STATUS, event_type.value)
         if event_type is StepEventType.FAILED and error is not None:
             self._record_error(handle.channel, error)
         handle.channel.end()
@@ -555,14 +490,14 @@ class ExecutionObserver:
         if status in (ExecutionStatus.FAILED, ExecutionStatus.COMPLETED_PARTIAL) and error:
             self._record_error(self.root, error)
         elif status in (ExecutionStatus.FAILED, ExecutionStatus.INCOMPLETE):
-            _safe(self.root.span.set_status, Status(StatusCode.ERROR, text))
+            safe(self.root.span.set_status, Status(StatusCode.ERROR, text))
         self.root.end()
 
-    def _close_span_with_error(self, channel: _SpanChannel, error: BaseException) -> None:
+    def _close_span_with_error(self, channel: SpanChannel, error: BaseException) -> None:
         self._record_error(channel, error)
         channel.end()
 
-    def _record_error(self, channel: _SpanChannel, error: BaseException | str) -> None:
+    def _record_error(self, channel: SpanChannel, error: BaseException | str) -> None:
         """One ``exception`` event and status ERROR, with the redacted message and stack."""
         error_type, message, stack = self._describe(error)
         attributes = {"exception.type": error_type, "exception.message": message,
@@ -570,19 +505,5 @@ class ExecutionObserver:
         if stack:
             attributes["exception.stacktrace"] = stack
         channel.add_event(semantic.EVENT_EXCEPTION, attributes)
-        _safe(channel.span.set_attribute, semantic.ERROR_TYPE, error_type)
-        _safe(channel.span.set_status, Status(StatusCode.ERROR, f"{error_type}: {message}"))
-
-
-def _safe(function: Callable[..., Any], *arguments: Any) -> None:
-    """Call a telemetry function; whatever it raises stays here."""
-    try:
-        function(*arguments)
-    except Exception:
-        pass
-
-
-def _json_text(value: Any) -> str:
-    import json
-
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+        safe(channel.span.set_attribute, semantic.ERROR_TYPE, error_type)
+        safe(channel.span.set_status, Status(StatusCode.ERROR, f"{error_type}: {message}"))

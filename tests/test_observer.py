@@ -6,7 +6,6 @@ from otel_execaudit import (
     ExecutionEndedError,
     ExecutionObserver,
     ExecutionStatus,
-    Ledger,
     LedgerWriteError,
     SecurityEscalationError,
     SecuritySnapshot,
