@@ -1,0 +1,597 @@
+"""The ledger: an append-only, hash-chained SQLite file of canonical JSON entries.
+
+Every entry names the hash of the one before it, so any change to the file shows up in
+``otel_execaudit.verify``. The format is described in ``docs/ledger-format.md``::
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "ledger.db"
+    >>> with Ledger(path) as ledger:
+    ...     entry = ledger.append({"kind": "execution.started", "ts": "2026-11-22T03:07:19.123456Z",
+    ...                            "execution_id": "e1", "plan_id": "p1", "trace_id": None,
+    ...                            "span_id": None, "data": {}})
+    >>> entry.seq, entry.fields()["prev"] == "0" * 64
+    (0, True)
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import enum
+import os
+import pathlib
+import re
+import sqlite3
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import orjson
+
+from otel_execaudit.canonical import GENESIS_PREV, CanonicalizationError, canonical_entry_bytes, leaf_hash_hex
+from otel_execaudit.errors import LedgerWriteError, NotALedgerError
+
+__all__ = ["Durability", "Ledger", "LedgerEntry", "default_ledger_path", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+APPLICATION = "otel-execaudit"
+APPLICATION_ID = 0x45584155  # "EXAU" in the SQLite header: `file` and hex dumps recognise us too
+GROUP_SIZE_CAP = 1024  # bounds the work lost to a crash and the time other writers wait
+_READ_CHUNK = 1024
+
+SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE entries (
+    seq INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL,
+    body BLOB NOT NULL,
+    execution_id TEXT NOT NULL,
+    kind TEXT NOT NULL
+);
+CREATE INDEX entries_by_execution ON entries (execution_id, seq);
+"""
+_INSERT = "INSERT INTO entries (seq, hash, body, execution_id, kind) VALUES (?, ?, ?, ?, ?)"
+_TAIL = "SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1"
+
+
+class Durability(str, enum.Enum):
+    """How hard ``append`` works to survive a crash (see docs/ledger-format.md, "Durability").
+
+    >>> Durability("full") is Durability.FULL
+    True
+    """
+
+    FULL = "full"  # committed and fsynced before append returns
+    BATCH = "batch"  # group commit within batch_delay; survives process crashes once committed
+    OFF = "off"  # group commit, no fsync; an OS crash or power cut may lose recent groups
+
+
+_SYNCHRONOUS = {Durability.FULL: "FULL", Durability.BATCH: "NORMAL", Durability.OFF: "OFF"}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One stored entry: its position, its leaf hash (hex) and its canonical bytes.
+
+    >>> LedgerEntry(0, "ab" * 32, b'{"seq":0}').fields()
+    {'seq': 0}
+    """
+
+    seq: int
+    hash: str
+    body: bytes
+
+    def fields(self) -> dict:
+        """Return the parsed body. Example: ``entry.fields()["kind"]``."""
+        return orjson.loads(self.body)
+
+
+def default_ledger_path() -> pathlib.Path:
+    """Return ``$EXECAUDIT_LEDGER`` if set, else ``./.execaudit/ledger.db``.
+
+    >>> default_ledger_path().name
+    'ledger.db'
+    """
+    configured = os.environ.get("EXECAUDIT_LEDGER")
+    if configured:
+        return pathlib.Path(configured).expanduser()
+    return pathlib.Path.cwd() / ".execaudit" / "ledger.db"
+
+
+class Ledger:
+    """An open ledger file; thread-safe, and several processes may append to one file.
+
+    >>> import tempfile, pathlib
+    >>> ledger = Ledger(pathlib.Path(tempfile.mkdtemp()) / "l.db", durability="full")
+    >>> ledger.tail() is None
+    True
+    >>> ledger.close()
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        durability: Durability | str = Durability.BATCH,
+        batch_delay: float = 0.05,
+        lock_timeout: float = 5.0,
+    ) -> None:
+        self.path = pathlib.Path(path if path is not None else default_ledger_path()).absolute()
+        self.durability = Durability(durability)
+        self.batch_delay = float(batch_delay)
+        self.lock_timeout = float(lock_timeout)
+        self._closed = False
+        self._reset_process_state()
+        with self._lock:
+            self._usable_inserter()
+        _OPEN_LEDGERS.add(self)
+
+    def __repr__(self) -> str:
+        return f"Ledger({str(self.path)!r}, durability={self.durability.value!r})"
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def append(self, fields: Mapping[str, Any]) -> LedgerEntry:
+        """Append one entry and return it; it is in the ledger when this returns.
+
+        ``fields`` holds kind, ts, execution_id, plan_id, trace_id, span_id and data; the ledger
+        adds format, seq and prev. Raises ``LedgerWriteError`` saying what to do on any failure.
+
+        Example: ``ledger.append({"kind": "step.started", ..., "data": {"step": "deploy"}})``
+        """
+        entry = validate_caller_fields(fields, self.path)
+        with self._lock:
+            if self._failure is not None:
+                self._raise_failure()
+            inserter = self._inserter or self._usable_inserter()
+            if not self._in_group:
+                self._begin_group(inserter.connection)
+            elif time.monotonic() >= self._deadline:
+                self._commit_group(inserter.connection)
+                self._begin_group(inserter.connection)
+            seq = self._tail_seq + 1
+            entry["seq"] = seq
+            entry["prev"] = self._tail_hash
+            try:
+                body = canonical_entry_bytes(entry)
+            except CanonicalizationError as error:
+                raise LedgerWriteError(
+                    f"entry not appended to ledger {self.path}: {error}. Pass only JSON values in data."
+                ) from error
+            digest = leaf_hash_hex(body)
+            try:
+                inserter.execute(_INSERT, (seq, digest, body, entry["execution_id"], entry["kind"]))
+            except sqlite3.Error as error:
+                self._abandon_group_after(error, inserter.connection)
+            self._tail_seq = seq
+            self._tail_hash = digest
+            self._group_size += 1
+            if self.durability is Durability.FULL or self._group_size >= GROUP_SIZE_CAP:
+                self._commit_group(inserter.connection, last_is_current=True)
+        return LedgerEntry(seq, digest, body)
+
+    def sync(self) -> None:
+        """Commit (and fsync, per durability) everything appended so far. Example: ``ledger.sync()``."""
+        with self._lock:
+            if self._failure is not None:
+                self._raise_failure()
+            if self._in_group:
+                self._commit_group(self._usable_inserter().connection)
+
+    def entries(self, start: int = 0, *, execution_id: str | None = None) -> Iterator[LedgerEntry]:
+        """Yield entries with seq >= start in seq order, optionally only one execution's.
+
+        Example: ``[entry.seq for entry in ledger.entries(execution_id="e1")]``
+        """
+        next_seq = start
+        while True:
+            with self._lock:
+                connection = self._usable_inserter().connection
+                if execution_id is None:
+                    rows = connection.execute(
+                        "SELECT seq, hash, body FROM entries WHERE seq >= ? ORDER BY seq LIMIT ?",
+                        (next_seq, _READ_CHUNK),
+                    ).fetchall()
+                else:
+                    rows = connection.execute(
+                        "SELECT seq, hash, body FROM entries WHERE execution_id = ? AND seq >= ?"
+                        " ORDER BY seq LIMIT ?",
+                        (execution_id, next_seq, _READ_CHUNK),
+                    ).fetchall()
+            # The lock is released between chunks so that readers never stall writers for long.
+            for seq, digest, body in rows:
+                yield LedgerEntry(seq, digest, bytes(body))
+            if len(rows) < _READ_CHUNK:
+                return
+            next_seq = rows[-1][0] + 1
+
+    def tail(self) -> LedgerEntry | None:
+        """Return the last entry (including this connection's uncommitted ones), or None if empty.
+
+        Example: ``head = ledger.tail(); head.seq if head else -1``
+        """
+        with self._lock:
+            row = self._usable_inserter().connection.execute(
+                "SELECT seq, hash, body FROM entries ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+        return None if row is None else LedgerEntry(row[0], row[1], bytes(row[2]))
+
+    def close(self) -> None:
+        """Commit pending entries and close the file; idempotent. Example: ``ledger.close()``."""
+        self._close(lock_timeout=-1)
+
+    # -- groups ---------------------------------------------------------------------------------
+
+    def _begin_group(self, connection: sqlite3.Connection) -> None:
+        # BEGIN IMMEDIATE takes the file's write lock now, so the tail read below cannot go stale:
+        # this is what makes appends from several processes one chain.
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            row = connection.execute(_TAIL).fetchone()
+        except sqlite3.Error as error:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise write_error(self.path, error, self.lock_timeout) from error
+        self._tail_seq, self._tail_hash = row if row is not None else (-1, GENESIS_PREV)
+        self._in_group = True
+        self._group_first_seq = self._tail_seq + 1
+        self._group_size = 0
+        self._deadline = time.monotonic() + self.batch_delay
+        if self.durability is not Durability.FULL:
+            self._wake_committer()
+
+    def _commit_group(self, connection: sqlite3.Connection, *, last_is_current: bool = False) -> None:
+        """Commit the open group; ``last_is_current``: its last entry is the append in progress."""
+        self._in_group = False
+        try:
+            connection.execute("COMMIT")
+        except sqlite3.Error as error:
+            _rollback_quietly(connection)
+            acknowledged_last = self._tail_seq - 1 if last_is_current else self._tail_seq
+            raise write_error(
+                self.path, error, self.lock_timeout, self._lost_range(acknowledged_last), refused=last_is_current
+            ) from error
+
+    def _abandon_group_after(self, error: sqlite3.Error, connection: sqlite3.Connection) -> None:
+        """An INSERT failed: keep what the group already holds if SQLite still lets us, then raise."""
+        self._in_group = False
+        lost = None
+        try:
+            if not connection.in_transaction:
+                raise error  # SQLite already rolled the group back (for example on SQLITE_FULL)
+            connection.execute("COMMIT")
+        except sqlite3.Error:
+            _rollback_quietly(connection)
+            lost = self._lost_range(self._tail_seq)
+        raise write_error(self.path, error, self.lock_timeout, lost, refused=True) from error
+
+    def _lost_range(self, last_seq: int) -> tuple[int, int] | None:
+        return (self._group_first_seq, last_seq) if last_seq >= self._group_first_seq else None
+
+    def _raise_failure(self) -> None:
+        failure, self._failure = self._failure, None
+        raise failure
+
+    # -- background committer -------------------------------------------------------------------
+
+    def _wake_committer(self) -> None:
+        if self._committer is None:
+            self._committer = threading.Thread(
+                target=_run_committer, args=(self,), name="execaudit-ledger-commit", daemon=True
+            )
+            self._committer.start()
+        self._wake.notify()
+
+    # -- connection life cycle ------------------------------------------------------------------
+
+    def _reset_process_state(self) -> None:
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._connection: sqlite3.Connection | None = None
+        self._inserter: sqlite3.Cursor | None = None  # reused: a new cursor per append costs 0.5 µs
+        self._committer: threading.Thread | None = None
+        self._failure: LedgerWriteError | None = None
+        self._in_group = False
+        self._group_first_seq = 0
+        self._group_size = 0
+        self._deadline = 0.0
+        self._tail_seq = -1
+        self._tail_hash = GENESIS_PREV
+
+    def _usable_inserter(self) -> sqlite3.Cursor:
+        if self._closed:
+            raise LedgerWriteError(f"ledger {self.path} is closed; open a new Ledger to append or read.")
+        if self._connection is None:  # not yet opened, or dropped around a fork()
+            self._connection = self._open()
+            self._inserter = self._connection.cursor()
+        return self._inserter
+
+    def _open(self) -> sqlite3.Connection:
+        return open_connection(self.path, self.lock_timeout, _SYNCHRONOUS[self.durability])
+
+    def _close(self, lock_timeout: float) -> None:
+        if not self._lock.acquire(timeout=lock_timeout):
+            return  # another thread is stuck inside SQLite; exiting must not hang on it
+        try:
+            if self._closed:
+                return
+            self._closed = True
+            self._wake.notify_all()
+            connection, self._connection, self._inserter = self._connection, None, None
+            if connection is None:
+                return
+            try:
+                if self._in_group:
+                    self._commit_group(connection)
+            finally:
+                connection.close()
+            if self._failure is not None:
+                self._raise_failure()
+        finally:
+            self._lock.release()
+            _OPEN_LEDGERS.discard(self)
+
+    def _detach_before_fork(self) -> None:
+        """Commit and close before fork(): SQLite's in-process lock state must not be inherited."""
+        self._lock.acquire()
+        connection, self._connection, self._inserter = self._connection, None, None
+        if connection is None:
+            return
+        try:
+            if self._in_group:
+                self._commit_group(connection)
+        except LedgerWriteError as error:
+            self._failure = error
+        connection.close()
+
+
+def _run_committer(ledger: Ledger) -> None:
+    """Commit each group at most batch_delay after it began; ends when the ledger closes."""
+    wake = ledger._wake
+    with wake:
+        while not ledger._closed and ledger._committer is threading.current_thread():
+            if not ledger._in_group:
+                wake.wait()
+                continue
+            remaining = ledger._deadline - time.monotonic()
+            if remaining > 0:
+                wake.wait(remaining)
+                continue
+            try:
+                ledger._commit_group(ledger._connection)
+            except LedgerWriteError as error:
+                ledger._failure = error  # surfaces on the next append, sync or close
+
+
+def _rollback_quietly(connection: sqlite3.Connection) -> None:
+    try:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass  # the group is already gone; the caller reports the original error
+
+
+_OPEN_LEDGERS: weakref.WeakSet[Ledger] = weakref.WeakSet()
+
+
+def _before_fork() -> None:
+    for ledger in list(_OPEN_LEDGERS):
+        ledger._detach_before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    for ledger in list(_OPEN_LEDGERS):
+        if ledger._lock.locked():
+            ledger._lock.release()
+
+
+def _after_fork_in_child() -> None:
+    for ledger in list(_OPEN_LEDGERS):
+        failure = ledger._failure
+        ledger._reset_process_state()  # the parent's threads and locks do not exist here
+        ledger._failure = failure
+
+
+def _close_all_at_exit() -> None:
+    for ledger in list(_OPEN_LEDGERS):
+        try:
+            ledger._close(lock_timeout=ledger.lock_timeout)
+        except LedgerWriteError as error:
+            print(f"otel_execaudit: {error}", file=sys.stderr)
+
+
+os.register_at_fork(
+    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+)
+atexit.register(_close_all_at_exit)
+
+
+# -- opening, identifying and validating ------------------------------------------------------
+
+_CALLER_FIELDS = ("kind", "ts", "execution_id", "plan_id", "trace_id", "span_id", "data")
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")
+_SPAN_ID = re.compile(r"[0-9a-f]{16}")
+
+
+def validate_caller_fields(fields: Mapping[str, Any], path: pathlib.Path) -> dict[str, Any]:
+    """Return a new entry dict (format included) from the caller's fields, or raise LedgerWriteError.
+
+    >>> validate_caller_fields({"kind": "k", "ts": "2026-11-22T03:07:19.123456Z", "execution_id": "e",
+    ...     "plan_id": "p", "trace_id": None, "span_id": None, "data": {}}, pathlib.Path("l.db"))["format"]
+    1
+    """
+    try:
+        kind, ts, execution_id, plan_id = fields["kind"], fields["ts"], fields["execution_id"], fields["plan_id"]
+        trace_id, span_id, data = fields["trace_id"], fields["span_id"], fields["data"]
+    except KeyError as missing:
+        raise _field_error(path, f"field {missing} is missing") from None
+    # One cheap test for the common case; the exact complaint is worked out only on failure.
+    if not (
+        type(kind) is str
+        and kind
+        and type(ts) is str
+        and _TIMESTAMP.fullmatch(ts)
+        and type(execution_id) is str
+        and type(plan_id) is str
+        and (trace_id is None or (type(trace_id) is str and _TRACE_ID.fullmatch(trace_id)))
+        and (span_id is None or (type(span_id) is str and _SPAN_ID.fullmatch(span_id)))
+        and (type(data) is dict or isinstance(data, Mapping))
+        and len(fields) == len(_CALLER_FIELDS)
+    ):
+        raise _field_error(path, _field_problem(fields))
+    return {
+        "format": FORMAT_VERSION,
+        "kind": kind,
+        "ts": ts,
+        "execution_id": execution_id,
+        "plan_id": plan_id,
+        "trace_id": trace_id,
+        "span_id": span_id,
+        "data": data,
+    }
+
+
+def _field_problem(fields: Mapping[str, Any]) -> str:
+    extra = sorted(set(fields) - set(_CALLER_FIELDS))
+    if extra:
+        return f"unexpected field(s) {extra}; the ledger sets format, seq and prev itself"
+    kind, ts, data = fields["kind"], fields["ts"], fields["data"]
+    if type(kind) is not str or not kind:
+        return f"kind must be a non-empty str, got {kind!r}"
+    if type(ts) is not str or _TIMESTAMP.fullmatch(ts) is None:
+        return f"ts must be RFC 3339 UTC with microseconds like 2026-11-22T03:07:19.123456Z, got {ts!r}"
+    for name in ("execution_id", "plan_id"):
+        if type(fields[name]) is not str:
+            return f"{name} must be a str, got {type(fields[name]).__name__}"
+    for name, pattern, length in (("trace_id", _TRACE_ID, 32), ("span_id", _SPAN_ID, 16)):
+        value = fields[name]
+        if value is not None and (type(value) is not str or pattern.fullmatch(value) is None):
+            return f"{name} must be {length} lowercase hex characters or None, got {value!r}"
+    return f"data must be a dict, got {type(data).__name__}"
+
+
+def _field_error(path: pathlib.Path, problem: str) -> LedgerWriteError:
+    return LedgerWriteError(f"entry not appended to ledger {path}: {problem}. Fix the caller; nothing was written.")
+
+
+def write_error(
+    path: pathlib.Path,
+    error: BaseException,
+    lock_timeout: float,
+    lost: tuple[int, int] | None = None,
+    *,
+    refused: bool = False,
+) -> LedgerWriteError:
+    """Translate an SQLite error into a LedgerWriteError that says what to do next.
+
+    ``lost``: the seq range of entries already acknowledged to callers that did not survive;
+    ``refused``: the append in progress was not written.
+    """
+    name = getattr(error, "sqlite_errorname", "")
+    text = str(error)
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+        advice = (
+            f"another process or connection has held the write lock for more than {lock_timeout:g} s. "
+            f"Wait and retry, raise lock_timeout, or find the holder (for example `fuser {path}`)."
+        )
+    elif name.startswith(("SQLITE_READONLY", "SQLITE_PERM", "SQLITE_CANTOPEN")) or "readonly" in text:
+        advice = (
+            "the file or its directory is not writable by this user. Make both writable (SQLite also "
+            f"creates {path.name}-wal and {path.name}-shm beside it) or set EXECAUDIT_LEDGER to a writable path."
+        )
+    elif name.startswith(("SQLITE_FULL", "SQLITE_IOERR")) or "full" in text:
+        advice = (
+            "the filesystem refused the write (disk full, quota or file size limit). Free space or set "
+            "EXECAUDIT_LEDGER to a path on another filesystem."
+        )
+    else:
+        advice = "check the file with `execaudit verify` and the filesystem it lives on."
+    outcome = "This entry was not appended. " if refused else ""
+    if lost is None:
+        outcome += "Nothing already committed is lost."
+    else:
+        outcome += (
+            f"Entries {lost[0]}..{lost[1]}, acknowledged since the last commit, were not committed and are "
+            f"lost; everything before seq {lost[0]} is intact."
+        )
+    return LedgerWriteError(f"cannot write ledger {path}: {text}; {advice} {outcome}")
+
+
+def open_connection(path: pathlib.Path, lock_timeout: float, synchronous: str) -> sqlite3.Connection:
+    """Open (creating if needed) a ledger for writing; raise NotALedgerError for foreign files."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise LedgerWriteError(
+            f"cannot create the directory of ledger {path}: {error.strerror}. "
+            "Create it and make it writable, or set EXECAUDIT_LEDGER to a writable path."
+        ) from error
+    try:
+        connection = sqlite3.connect(path, timeout=lock_timeout, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as error:
+        raise write_error(path, error, lock_timeout) from error
+    try:
+        if ledger_identity(connection, path) == "empty":
+            _initialise(connection, path, lock_timeout)
+        elif connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute(f"PRAGMA synchronous = {synchronous}")
+    except sqlite3.Error as error:
+        connection.close()
+        raise write_error(path, error, lock_timeout) from error
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def ledger_identity(connection: sqlite3.Connection, path: pathlib.Path | str) -> str:
+    """Return "ledger" or "empty" (an SQLite file without tables); raise NotALedgerError otherwise."""
+    advice = "Point EXECAUDIT_LEDGER (or the path you passed) at a ledger file or at a new path."
+    try:
+        tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.OperationalError:
+        raise  # cannot open or read (permissions, locks): not a verdict on what the file is
+    except sqlite3.DatabaseError as error:
+        raise NotALedgerError(f"{path} is not an otel-execaudit ledger ({error}). {advice}") from error
+    if not tables:
+        return "empty"
+    if not {"meta", "entries"} <= tables:
+        raise NotALedgerError(f"{path} is an SQLite database but not an otel-execaudit ledger. {advice}")
+    meta = dict(connection.execute("SELECT key, value FROM meta"))
+    if meta.get("application") != APPLICATION:
+        raise NotALedgerError(f"{path} is an SQLite database but not an otel-execaudit ledger. {advice}")
+    if meta.get("format") != str(FORMAT_VERSION):
+        raise NotALedgerError(
+            f"{path} is an otel-execaudit ledger of format {meta.get('format')!r}; this version reads format "
+            f"{FORMAT_VERSION}. Upgrade otel-execaudit."
+        )
+    return "ledger"
+
+
+def _initialise(connection: sqlite3.Connection, path: pathlib.Path, lock_timeout: float) -> None:
+    connection.execute("PRAGMA journal_mode = WAL")
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        # Another process may have initialised the file while we waited for the lock.
+        if ledger_identity(connection, path) == "empty":
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    connection.execute(statement)
+            connection.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)",
+                [("application", APPLICATION), ("format", str(FORMAT_VERSION))],
+            )
+            connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        connection.execute("COMMIT")
+    except BaseException:
+        _rollback_quietly(connection)
+        raise
