@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # Arize Phoenix brings many packages of its own, so it lives in a virtual environment of its own.
 PHOENIX_VENV := .venv-phoenix
-PHOENIX_SPEC ?= arize-phoenix
+PHOENIX_SPEC ?= arize-phoenix==20.26.1
 PHOENIX_STAMP := $(PHOENIX_VENV)/.installed-stamp
 
 .PHONY: demo test bench e2e-deps clean

@@ -1,0 +1,1 @@
+"""End-to-end tests: OpenTelemetry SDK -> rotel-agent -> Arize Phoenix, read back over REST."""
