@@ -31,12 +31,12 @@ class _Logger:
             processors=[structlog.processors.add_log_level,
                         structlog.processors.TimeStamper(fmt="iso", utc=True),
                         structlog.dev.ConsoleRenderer(colors=False)],
-            logger_name=LOGGER_NAME)
+            logger=LOGGER_NAME)
 
     def __getattr__(self, level: str) -> Any:
         def emit(event: str, **values: Any) -> None:
             try:
-                getattr(self._target(), level)(event, logger=LOGGER_NAME, **values)
+                getattr(self._target(), level)(event, **values)
             except Exception:  # a broken log configuration never reaches an execution
                 pass
 

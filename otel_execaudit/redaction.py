@@ -31,7 +31,7 @@ _SECRET_IN_TEXT = re.compile(
     r"(?i)(\b(?:bearer|basic|token)\s+)[A-Za-z0-9._~+/=-]{6,}"
     r"|((?:pass(?:word|wd)?|token|secret|api[-_]?key|authorization|cookie)\s*[=:]\s*"
     r"(?:(?:bearer|basic|token)\s+)?)"
-    r"(?!\s*\[REDACTED\])[^\s,;&'\"]{3,}"
+    r"(?!\s*\[REDACTED\])[^\s,;&'\")\]}]{3,}"
     r"|\bAKIA[0-9A-Z]{16}\b"
 )
 
