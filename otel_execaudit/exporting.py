@@ -1,0 +1,284 @@
+"""Fail-safe span export: nothing raises, nothing waits past its deadline, failures are counted.
+
+The OTLP exporters retry with exponential backoff for up to their timeout (10 s by default) and
+only notice a shutdown after the batch processor has joined its worker, so a dead collector can
+hold a short script at exit for many seconds. Everything here exists to keep telemetry off the
+critical path (DESIGN.md, Invariant 1)::
+
+    >>> from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    >>> exporter = FailSafeSpanExporter(InMemorySpanExporter(), timeout=2.0)
+    >>> exporter.stats
+    ExportStats(spans_exported=0, spans_failed=0, export_errors=0, last_error=None)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+__all__ = ["BoundedBatchSpanProcessor", "ExportStats", "FailSafeSpanExporter", "run_bounded"]
+
+# The loggers that report every failed batch (and every retry) on their own. While one of our
+# export threads is running, their records are replaced by one structlog event per failure streak.
+NOISY_LOGGER_PREFIXES = ("opentelemetry.exporter", "opentelemetry.sdk")
+
+_log = structlog.get_logger("otel_execaudit")
+_export_thread = threading.local()
+
+
+@dataclass(frozen=True)
+class ExportStats:
+    """What happened to the spans handed to an exporter so far.
+
+    Example::
+
+        >>> ExportStats(spans_exported=3, spans_failed=0, export_errors=0, last_error=None).spans_exported
+        3
+    """
+
+    spans_exported: int
+    spans_failed: int
+    export_errors: int
+    last_error: str | None
+
+
+def run_bounded(function: Callable[[], Any], timeout: float, name: str) -> tuple[bool, Any]:
+    """Call ``function`` in a daemon thread; wait at most ``timeout`` seconds.
+
+    Returns ``(finished, result)``. An exception counts as finished with the exception as result,
+    so that nothing escapes; a call still running after ``timeout`` is left behind in its daemon
+    thread, which cannot hold the interpreter at exit.
+
+    Example::
+
+        >>> run_bounded(lambda: 42, timeout=1.0, name="example")
+        (True, 42)
+    """
+    outcome: list[Any] = []
+
+    def call() -> None:
+        try:
+            outcome.append(function())
+        except BaseException as error:  # noqa: BLE001 - a telemetry failure must not escape
+            outcome.append(error)
+
+    thread = threading.Thread(target=call, name=f"otel_execaudit-{name}", daemon=True)
+    thread.start()
+    thread.join(max(timeout, 0.0))
+    if thread.is_alive():
+        return False, None
+    return True, outcome[0]
+
+
+class _QuietWhileExporting(logging.Filter):
+    """Drops SDK/exporter log records emitted from our own export threads, and nowhere else.
+
+    The dropped messages are kept on the thread: they are the only place the OTLP exporters say
+    why a batch failed, and become ``ExportStats.last_error``.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        messages = getattr(_export_thread, "messages", None)
+        if messages is None:
+            return True
+        if record.levelno >= logging.WARNING:
+            try:
+                messages.append(record.getMessage())
+            except Exception:  # noqa: BLE001 - a malformed record must not break export
+                pass
+        return False
+
+
+_quiet_filter = _QuietWhileExporting()
+_quiet_users = 0
+_quiet_lock = threading.Lock()
+
+
+def _quiet_sdk_loggers(enable: bool) -> None:
+    """Attach the filter to the SDK loggers that exist now; detach it when no exporter is left.
+
+    Filters on a logger only see records created on that very logger, so the parents are not
+    enough; the exporter modules are imported by the time an exporter is built, so their loggers
+    exist. The application's own handlers and loggers are left alone.
+    """
+    global _quiet_users
+    with _quiet_lock:
+        _quiet_users += 1 if enable else -1
+        if not enable and _quiet_users > 0:
+            return
+        names = [name for name in logging.root.manager.loggerDict if name.startswith(NOISY_LOGGER_PREFIXES)]
+        for name in names:
+            logger = logging.getLogger(name)
+            if enable:
+                logger.addFilter(_quiet_filter)  # a no-op when it is already there
+            else:
+                logger.removeFilter(_quiet_filter)
+
+
+class FailSafeSpanExporter(SpanExporter):
+    """Wraps any SpanExporter: export/force_flush/shutdown never raise, failures are counted,
+    and each call is bounded by a timeout.
+
+    A call that overruns is abandoned in its daemon thread and reported as a failure; while it
+    is still running, later batches fail at once instead of piling up threads.
+
+    Example::
+
+        >>> from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+        >>> exporter = FailSafeSpanExporter(ConsoleSpanExporter(), timeout=2.0)
+        >>> exporter.shutdown()
+    """
+
+    def __init__(self, inner: SpanExporter, *, timeout: float = 2.0):
+        self.inner = inner
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._exported = 0
+        self._failed = 0
+        self._errors = 0
+        self._last_error: str | None = None
+        self._failing = False
+        self._cutoff: float | None = None  # time.monotonic() after which no call may wait
+        self._running: threading.Thread | None = None
+        self._is_shut_down = False
+        _quiet_sdk_loggers(True)
+
+    @property
+    def stats(self) -> ExportStats:
+        """A snapshot of the counters."""
+        with self._lock:
+            return ExportStats(self._exported, self._failed, self._errors, self._last_error)
+
+    def cut_off_at(self, cutoff: float) -> None:
+        """From now on, no call waits beyond ``cutoff`` (a ``time.monotonic()`` value).
+
+        Shutdown sets this so that the last batches cannot outlive the exit deadline.
+        """
+        self._cutoff = cutoff if self._cutoff is None else min(self._cutoff, cutoff)
+
+    def _budget(self, timeout: float | None = None) -> float:
+        budget = self.timeout if timeout is None else min(timeout, self.timeout)
+        if self._cutoff is not None:
+            budget = min(budget, self._cutoff - time.monotonic())
+        return budget
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        count = len(spans)
+        budget = self._budget()
+        if self._is_shut_down:
+            return self._record_failure(count, "exporter is shut down")
+        if budget <= 0:
+            return self._record_failure(count, "export deadline passed")
+        if self._running is not None and self._running.is_alive():
+            return self._record_failure(count, "previous export still running past its timeout")
+
+        outcome: list[Any] = []
+        messages: list[str] = []
+
+        def call() -> None:
+            _export_thread.messages = messages
+            try:
+                outcome.append(self.inner.export(spans))
+            except BaseException as error:  # noqa: BLE001 - exporter errors never reach user code
+                outcome.append(error)
+
+        thread = threading.Thread(target=call, name="otel_execaudit-export", daemon=True)
+        self._running = thread
+        thread.start()
+        thread.join(budget)
+        if thread.is_alive():
+            said = f" ({messages[0]})" if messages else ""
+            return self._record_failure(count, f"export did not finish within {budget:.2f} s{said}")
+        result = outcome[0]
+        if isinstance(result, BaseException):
+            return self._record_failure(count, f"{type(result).__name__}: {result}")
+        if result is not SpanExportResult.SUCCESS:
+            said = f": {messages[0]}" if messages else ""
+            return self._record_failure(count, f"exporter returned {getattr(result, 'name', result)}{said}")
+        self._record_success(count)
+        return SpanExportResult.SUCCESS
+
+    def _record_success(self, count: int) -> None:
+        with self._lock:
+            self._exported += count
+            recovered, self._failing = self._failing, False
+            failed = self._failed
+        if recovered:
+            _log.info("telemetry export recovered", spans_failed_total=failed)
+
+    def _record_failure(self, count: int, reason: str) -> SpanExportResult:
+        with self._lock:
+            self._failed += count
+            self._errors += 1
+            self._last_error = reason
+            first_of_streak, self._failing = not self._failing, True
+        if first_of_streak:
+            # Once per streak: a dead collector must not flood the application's logs.
+            _log.warning(
+                "telemetry export failing; spans are dropped, executions are unaffected",
+                exporter=type(self.inner).__name__,
+                error=reason,
+            )
+        return SpanExportResult.FAILURE
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        finished, result = run_bounded(self.inner.force_flush, self._budget(timeout_millis / 1000), "flush")
+        return finished and result is True
+
+    def shutdown(self, timeout_millis: float | None = None) -> None:
+        """Shut the inner exporter down within the timeout (and the cut-off); never raises."""
+        if self._is_shut_down:
+            return
+        self._is_shut_down = True
+        budget = self._budget(None if timeout_millis is None else timeout_millis / 1000)
+        # Even with no time left, ask: the OTLP exporters' shutdown wakes a retry backoff and
+        # closes the channel, which is what lets an abandoned export thread finish.
+        run_bounded(self.inner.shutdown, max(budget, 0.05), "exporter-shutdown")
+        _quiet_sdk_loggers(False)
+
+
+class BoundedBatchSpanProcessor(BatchSpanProcessor):
+    """A BatchSpanProcessor whose shutdown returns within ``deadline`` seconds, whoever calls it.
+
+    The SDK's shutdown joins the export worker for up to 30 s; the application's own provider
+    (and its atexit hook) may call it, so the bound lives here rather than only in our hook.
+
+    Example::
+
+        >>> from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+        >>> processor = BoundedBatchSpanProcessor(FailSafeSpanExporter(ConsoleSpanExporter()), deadline=2.0)
+        >>> processor.shutdown()
+    """
+
+    def __init__(self, exporter: FailSafeSpanExporter, *, deadline: float):
+        super().__init__(exporter)
+        self.exporter = exporter
+        self.deadline = deadline
+        self._shutdown_started = False
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        if self._shutdown_started:
+            return
+        self._shutdown_started = True
+        budget = self.deadline if timeout is None else min(timeout, self.deadline)
+        # Keep a slice of the budget for shutting the exporter down, so the whole stays in it.
+        margin = min(0.1, budget / 10)
+        cutoff = time.monotonic() + budget - margin
+        self.exporter.cut_off_at(cutoff)
+        finished, _ = run_bounded(super().shutdown, budget - margin, "processor-shutdown")
+        if not finished:
+            # The worker is stuck in a last export: shutting the exporter down wakes it.
+            self.exporter.shutdown(timeout_millis=margin * 1000)
+
+    def force_flush(self, timeout_millis: int | None = None) -> bool:
+        budget = self.deadline if timeout_millis is None else timeout_millis / 1000
+        finished, result = run_bounded(lambda: super(BoundedBatchSpanProcessor, self).force_flush(), budget, "flush")
+        return finished and result is True
