@@ -20,9 +20,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
+
+from otel_execaudit.logs import get_logger
 
 __all__ = ["BoundedBatchSpanProcessor", "ExportStats", "FailSafeSpanExporter", "run_bounded"]
 
@@ -30,7 +35,7 @@ __all__ = ["BoundedBatchSpanProcessor", "ExportStats", "FailSafeSpanExporter", "
 # export threads is running, their records are replaced by one structlog event per failure streak.
 NOISY_LOGGER_PREFIXES = ("opentelemetry.exporter", "opentelemetry.sdk")
 
-_log = structlog.get_logger("otel_execaudit")
+_log = get_logger()
 _export_thread = threading.local()
 
 

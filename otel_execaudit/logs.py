@@ -31,7 +31,7 @@ class _Logger:
             processors=[structlog.processors.add_log_level,
                         structlog.processors.TimeStamper(fmt="iso", utc=True),
                         structlog.dev.ConsoleRenderer(colors=False)],
-            logger=LOGGER_NAME)
+            logger_name=LOGGER_NAME)
 
     def __getattr__(self, level: str) -> Any:
         def emit(event: str, **values: Any) -> None:

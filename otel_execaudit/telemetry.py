@@ -23,7 +23,6 @@ import time
 from collections.abc import Mapping
 from urllib.parse import urlparse
 
-import structlog
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanLimits
@@ -31,7 +30,13 @@ from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
 from otel_execaudit.errors import ConfigurationError
-from otel_execaudit.exporting import BoundedBatchSpanProcessor, ExportStats, FailSafeSpanExporter, run_bounded
+from otel_execaudit.exporting import (
+    BoundedBatchSpanProcessor,
+    ExportStats,
+    FailSafeSpanExporter,
+    run_bounded,
+)
+from otel_execaudit.logs import get_logger
 
 __all__ = ["ExportStats", "FailSafeSpanExporter", "Telemetry", "build_telemetry"]
 
@@ -40,7 +45,7 @@ EXPORTERS = ("otlp", "console", "none")
 PROTOCOLS = ("grpc", "http/protobuf")
 EXIT_RESERVE_SECONDS = 0.2
 
-_log = structlog.get_logger("otel_execaudit")
+_log = get_logger()
 _NO_STATS = ExportStats(spans_exported=0, spans_failed=0, export_errors=0, last_error=None)
 
 
@@ -297,12 +302,16 @@ def _build_otlp_exporter(
         # gRPC rejects upper-case metadata keys; HTTP header names are case-insensitive anyway.
         options["headers"] = {key.lower(): value for key, value in headers.items()}
     if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+            OTLPSpanExporter as GrpcSpanExporter,
+        )
 
         if endpoint is not None:
             options["endpoint"] = endpoint
         return GrpcSpanExporter(**options)
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+        OTLPSpanExporter as HttpSpanExporter,
+    )
 
     if endpoint is not None:
         options["endpoint"] = _http_traces_url(endpoint)

@@ -72,15 +72,31 @@ def test_capture_records_only_named_arguments_and_redacts_secret_names():
     assert captured == {"order_id": 7, "api_key": REDACTED}
 
 
-def test_logs_carry_the_same_redacted_values_as_the_ledger(execaudit_capture, capsys):
+def test_logs_carry_the_same_redacted_values_as_the_ledger(execaudit_capture):
     import pytest as _pytest
+    import structlog
+
     from otel_execaudit import execution
 
-    with _pytest.raises(RuntimeError):
+    with structlog.testing.capture_logs() as logged, _pytest.raises(RuntimeError):
         with execution("leaky") as ex:
             with ex.step("connect"):
                 raise RuntimeError("connect failed: password=hunter2")
-    err = capsys.readouterr().err
-    assert "step failed" in err and "password=[REDACTED]" in err and "hunter2" not in err
+    failures = [event for event in logged if event["event"] == "step failed"]
+    assert len(failures) == 1 and failures[0]["execution_id"] == ex.execution_id
+    assert failures[0]["error"] == "connect failed: password=[REDACTED]"
+    assert "hunter2" not in str(logged)
     failed = [entry for entry in execaudit_capture.fields() if entry["kind"] == "step.failed"][0]
     assert failed["data"]["error_message"] == "connect failed: password=[REDACTED]"
+
+
+def test_without_structlog_configuration_logs_go_to_standard_error(capfd):
+    import subprocess
+    import sys
+
+    script = ("from otel_execaudit.logs import get_logger; "
+              "get_logger().warning('export failing', spans_failed=3)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60)
+    assert result.stdout == ""
+    assert "export failing" in result.stderr and "spans_failed=3" in result.stderr
