@@ -95,7 +95,7 @@ def test_exception_in_step_is_recorded_and_reraised_unchanged(execaudit_capture)
     assert record.status is ExecutionStatus.COMPLETED_PARTIAL
     failed = record.step_events[-1]
     assert failed.event_type is StepEventType.FAILED
-    assert failed.error_type == "test_instrument.Boom"
+    assert failed.error_type == f"{Boom.__module__}.Boom"
     assert "raise original" in failed.traceback and "Traceback" in failed.traceback
     assert "abc123456" not in failed.error_message + failed.traceback  # redacted
     spans = _by_name(execaudit_capture.spans())
@@ -103,7 +103,7 @@ def test_exception_in_step_is_recorded_and_reraised_unchanged(execaudit_capture)
     assert breaks.status.status_code is StatusCode.ERROR
     exceptions = [event for event in breaks.events if event.name == "exception"]
     assert len(exceptions) == 1
-    assert exceptions[0].attributes["exception.type"] == "test_instrument.Boom"
+    assert exceptions[0].attributes["exception.type"] == f"{Boom.__module__}.Boom"
     assert "abc123456" not in str(exceptions[0].attributes)
     assert spans["invoke_workflow p"].status.status_code is StatusCode.ERROR
 

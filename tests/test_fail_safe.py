@@ -1,0 +1,94 @@
+"""An execution's result (status, record, ledger entries) is the same whether the collector is
+up, refused, hanging or answering with errors (DESIGN.md, Invariant 1)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import grpc
+import pytest
+
+import otel_execaudit
+from otel_execaudit import Ledger, SideEffectCategory, execution
+
+from .peers import grpc_peer, hanging_peer, http_peer, refused_port
+
+
+@contextlib.contextmanager
+def collector(state: str, protocol: str):
+    grpc_protocol = protocol == "grpc"
+    if state == "up":
+        peer = grpc_peer(None) if grpc_protocol else http_peer(200)
+    elif state == "erroring":
+        peer = grpc_peer(grpc.StatusCode.UNAVAILABLE) if grpc_protocol else http_peer(503)
+    else:
+        with (refused_port() if state == "refused" else hanging_peer()) as endpoint:
+            yield endpoint, None
+        return
+    with peer as (endpoint, received):
+        yield endpoint, received
+
+
+def run_plan() -> otel_execaudit.ExecutionRecord:
+    ex = execution("payout", execution_id="exec-fixed", details={"batch": 42})
+    with pytest.raises(ZeroDivisionError):
+        with ex:
+            with ex.step("load") as st:
+                st.side_effect(SideEffectCategory.DATA_MUTATION, "locked batch 42", True)
+                for index in range(200):  # past the SDK's 128 events per span
+                    st.event("row", index=index)
+            with ex.step("pay") as st:
+                st.side_effect(SideEffectCategory.NETWORK, "POST /payouts", reversible=False)
+                1 / 0
+    return ex.record
+
+
+def comparable(record, ledger_path) -> dict:
+    """The result with what differs between any two runs (clock, random ids) taken out."""
+    data = record.to_dict()
+    for key in ("timestamp_start", "timestamp_end", "trace_id", "execution_hash"):
+        data.pop(key)
+    for snapshot in ("security_snapshot_pre", "security_snapshot_post"):
+        data[snapshot].pop("taken_at")
+    for event in data["step_events"]:
+        for key in ("timestamp", "previous_event_hash", "event_hash"):
+            event.pop(key)
+    for effect in data["side_effects_report"]["observed"]:
+        effect.pop("timestamp")
+    with Ledger(ledger_path) as ledger:
+        entries = [entry.fields() for entry in ledger.entries()]
+    for entry in entries:
+        for key in ("ts", "prev", "trace_id", "span_id"):
+            entry.pop(key)
+        entry["data"].pop("previous_event_hash", None)
+        entry["data"].get("security", {}).pop("taken_at", None)
+    return {"record": data, "entries": entries}
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_the_result_is_identical_whatever_the_collector_does(tmp_path, monkeypatch, protocol):
+    for name in ("OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    results, delivered = {}, {}
+    for state in ("up", "refused", "hanging", "erroring"):
+        with collector(state, protocol) as (endpoint, received):
+            runtime = otel_execaudit.configure(
+                ledger=tmp_path / f"{state}.db", exporter="otlp", protocol=protocol,
+                endpoint=endpoint, deadline=1.0)
+            record = run_plan()
+            runtime.telemetry.force_flush()
+            stats = runtime.telemetry.stats
+            otel_execaudit.shutdown()
+            results[state] = comparable(record, tmp_path / f"{state}.db")
+            delivered[state] = (stats, received)
+    assert results["refused"] == results["up"]
+    assert results["hanging"] == results["up"]
+    assert results["erroring"] == results["up"]
+    assert results["up"]["record"]["status"] == "completed_partial"
+    assert len(results["up"]["entries"]) == 1 + (1 + 1 + 200 + 1) + (1 + 1 + 1) + 1
+    # The runs really did differ on the telemetry side.
+    up_stats, up_received = delivered["up"]
+    assert up_stats.spans_exported >= 4 and up_stats.spans_failed == 0
+    assert up_received.requests
+    for state in ("refused", "hanging", "erroring"):
+        assert delivered[state][0].spans_failed > 0, state
