@@ -46,7 +46,8 @@ from otel_execaudit.records import (
     SideEffectReport,
     StepEvent,
     StepEventType,
-    format_timestamp,
+    parse_timestamp,
+    timestamp_now,
     utc_now,
 )
 from otel_execaudit.redaction import Redactor
@@ -173,6 +174,7 @@ class ExecutionObserver:
         except BaseException as error:
             self._close_span_with_error(self.root, error)
             raise
+        self.started_at = parse_timestamp(self._last_time)  # the record agrees with its entry
         safe(span.set_attributes, {semantic.LEDGER_SEQ: entry.seq,
                                     semantic.LEDGER_ENTRY_HASH: entry.hash})
         self._sync_if_live()
@@ -225,7 +227,8 @@ class ExecutionObserver:
                 live_mode_state=live_mode_state or self.mode.value, status=self._status,
                 security_snapshot_pre=self._pre, security_snapshot_post=self._post,
                 timestamp_start=self.started_at, timestamp_end=self._ended_at,
-                step_events=tuple(StepEvent(*row) for row in self._events),
+                step_events=tuple(StepEvent(parse_timestamp(row[0]), *row[1:])
+                                  for row in self._events),
                 side_effects_report=SideEffectReport(tuple(self._declared),
                                                      tuple(self._observed)),
                 reason=self._reason, parent_execution_id=self.parent_execution_id,
@@ -373,7 +376,7 @@ class ExecutionObserver:
                 "reversible": bool(reversible), "step_index": step_index,
                 "details": clean_details})
             effect = SideEffect(category, clean_description, bool(reversible), step_index,
-                                clean_details, self._last_time, entry.seq)
+                                clean_details, parse_timestamp(self._last_time), entry.seq)
             into.append(effect)
             channel.add_event(semantic.EVENT_SIDE_EFFECT if kind == "side_effect" else kind, {
                 semantic.SIDE_EFFECT_CATEGORY: category.value,
@@ -399,7 +402,8 @@ class ExecutionObserver:
             try:
                 self._append("execution.ended", self.trace_id, self.span_id, data)
             finally:
-                self._status, self._reason, self._ended_at = status, text, self._last_time
+                self._status, self._reason = status, text
+                self._ended_at = parse_timestamp(self._last_time) if self._last_time else None
                 safe(self.root.span.set_attribute, semantic.STATUS, status.value)
                 self._close_root(status, error, text)
             if status is not ExecutionStatus.COMPLETED:
@@ -418,14 +422,13 @@ class ExecutionObserver:
 
     # ----- plumbing --------------------------------------------------------------------------
 
-    _last_time = None
+    _last_time: str | None = None  # the ts of the latest entry
 
     def _append(self, kind: str, trace_id: str | None, span_id: str | None,
                 data: dict[str, Any]) -> LedgerEntry:
-        now = utc_now()
-        self._last_time = now
+        self._last_time = now = timestamp_now()
         return self.ledger.append({
-            "kind": kind, "ts": format_timestamp(now), "execution_id": self.execution_id,
+            "kind": kind, "ts": now, "execution_id": self.execution_id,
             "plan_id": self.plan_id, "trace_id": trace_id, "span_id": span_id, "data": data})
 
     def _ensure_open(self) -> None:
