@@ -21,9 +21,13 @@ import urllib.parse
 
 import orjson
 
-from otel_execaudit.canonical import GENESIS_PREV, CanonicalizationError, canonical_bytes
+from otel_execaudit.canonical import (
+    GENESIS_PREV,
+    CanonicalizationError,
+    canonical_bytes,
+)
 from otel_execaudit.errors import LedgerError, LedgerNotFoundError, NotALedgerError
-from otel_execaudit.ledger import FORMAT_VERSION, ledger_identity
+from otel_execaudit.ledger_file import FORMAT_VERSION, ledger_identity
 
 __all__ = ["VerifyReport", "verify"]
 
