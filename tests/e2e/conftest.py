@@ -1,6 +1,6 @@
 """Fixtures for the end-to-end tests: a real Arize Phoenix and real rotel-agent collectors.
 
-- ``phoenix`` (session): one ``phoenix serve`` for the whole run, see ``backends.PhoenixServer``.
+- ``phoenix`` (session): one ``phoenix serve`` for the whole run, see ``phoenix.PhoenixServer``.
   Missing Phoenix is a failure, not a skip: run ``make e2e-deps``.
 - ``rotel`` (function): a fresh ``rotel-agent`` per test, exporting OTLP/HTTP to ``phoenix``.
 - ``rotel_factory`` (function): start more agents, e.g. exporting over gRPC or to a dead endpoint.
@@ -8,6 +8,10 @@
   attribute ``openinference.project.name`` so tests never read each other's spans.
 
 When a test fails, the logs of the backends it used are attached to its report.
+
+The topology the tests build::
+
+    package or SDK ──OTLP gRPC / HTTP──> rotel-agent ──OTLP HTTP (or gRPC)──> Phoenix ──REST──> test
 """
 
 from __future__ import annotations
@@ -20,13 +24,9 @@ from typing import TypeVar
 
 import pytest
 
-from .backends import (
-    BackendError,
-    PhoenixServer,
-    RotelAgent,
-    locate_phoenix_binary,
-    locate_rotel_agent,
-)
+from .phoenix import PhoenixServer, locate_phoenix_binary
+from .processes import BackendError
+from .rotel import RotelAgent, locate_rotel_agent
 
 _T = TypeVar("_T")
 _E2E_DIR = Path(__file__).resolve().parent

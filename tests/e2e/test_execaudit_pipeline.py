@@ -6,9 +6,15 @@ from __future__ import annotations
 import pytest
 
 import otel_execaudit
-from otel_execaudit import ExecutionStatus, Ledger, SideEffectCategory, execution, verify
+from otel_execaudit import (
+    ExecutionStatus,
+    Ledger,
+    SideEffectCategory,
+    execution,
+    verify,
+)
 
-from .backends import children_of, root_span
+from .span_trees import children_of, root_span
 
 
 class PaymentDeclined(RuntimeError):

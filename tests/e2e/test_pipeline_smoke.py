@@ -28,16 +28,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import Status, StatusCode
 
-from .backends import (
-    REPO_ROOT,
-    ManagedProcess,
-    PhoenixServer,
-    RotelAgent,
-    children_of,
-    free_port,
-    root_span,
-    spans_by_name,
-)
+from .phoenix import PhoenixServer
+from .processes import REPO_ROOT, ManagedProcess, free_port
+from .rotel import RotelAgent
+from .span_trees import children_of, root_span, spans_by_name
 
 pytestmark = pytest.mark.e2e
 
