@@ -153,6 +153,7 @@ class FailSafeSpanExporter(SpanExporter):
         self._failing = False
         self._cutoff: float | None = None  # time.monotonic() after which no call may wait
         self._running: threading.Thread | None = None
+        self._in_flight: list[Any] | None = None  # [span count, settled] of the running export
         self._is_shut_down = False
         _quiet_sdk_loggers(True)
 
@@ -196,9 +197,12 @@ class FailSafeSpanExporter(SpanExporter):
                 outcome.append(error)
 
         thread = threading.Thread(target=call, name="otel_execaudit-export", daemon=True)
+        batch = self._in_flight = [count, False]
         self._running = thread
         thread.start()
         thread.join(budget)
+        if not self._settle(batch):
+            return SpanExportResult.FAILURE  # shutdown gave up on this batch and counted it
         if thread.is_alive():
             said = f" ({messages[0]})" if messages else ""
             return self._record_failure(count, f"export did not finish within {budget:.2f} s{said}")
@@ -210,6 +214,13 @@ class FailSafeSpanExporter(SpanExporter):
             return self._record_failure(count, f"exporter returned {getattr(result, 'name', result)}{said}")
         self._record_success(count)
         return SpanExportResult.SUCCESS
+
+    def _settle(self, batch: list[Any]) -> bool:
+        """Claim the right to count a batch once: by its export call, or by a shutdown that
+        gave up waiting for it."""
+        with self._lock:
+            settled, batch[1] = batch[1], True
+            return not settled
 
     def _record_success(self, count: int) -> None:
         with self._lock:
@@ -247,6 +258,11 @@ class FailSafeSpanExporter(SpanExporter):
         # Even with no time left, ask: the OTLP exporters' shutdown wakes a retry backoff and
         # closes the channel, which is what lets an abandoned export thread finish.
         run_bounded(self.inner.shutdown, max(budget, 0.05), "exporter-shutdown")
+        batch = self._in_flight
+        if batch is not None and self._running is not None and self._running.is_alive() \
+                and self._settle(batch):
+            # The export thread outlives us: its spans are dropped, and they count as such.
+            self._record_failure(batch[0], "export abandoned at shutdown")
         _quiet_sdk_loggers(False)
 
 
