@@ -419,3 +419,22 @@ def test_max_span_events_raises_the_event_limit(max_span_events: int | None, kep
     telemetry.shutdown()
     (exported,) = exporter.get_finished_spans()
     assert len(exported.events) == kept
+
+
+def test_a_batch_abandoned_at_shutdown_counts_as_failed_once() -> None:
+    class NeverReturns(ScriptedExporter):
+        def shutdown(self):  # unlike a real OTLP exporter, shutting down does not wake it
+            pass
+
+    inner = NeverReturns("block")
+    exporter = FailSafeSpanExporter(inner, timeout=30)
+    worker = threading.Thread(target=exporter.export, args=(spans(3),), daemon=True)
+    worker.start()
+    while exporter._running is None:  # the export call has started its thread
+        time.sleep(0.01)
+    exporter.cut_off_at(time.monotonic() + 0.2)
+    exporter.shutdown()
+    assert exporter.stats.spans_failed == 3 and exporter.stats.last_error == "export abandoned at shutdown"
+    inner.release.set()  # the stuck call ends later: it must not count the batch again
+    worker.join(5)
+    assert not worker.is_alive() and exporter.stats.spans_failed == 3 and exporter.stats.export_errors == 1
