@@ -91,3 +91,42 @@ def test_the_result_is_identical_whatever_the_collector_does(tmp_path, monkeypat
     assert up_received.requests
     for state in ("refused", "hanging", "erroring"):
         assert delivered[state][0].spans_failed > 0, state
+
+
+EXIT_SCRIPT = """
+import sys, otel_execaudit
+from otel_execaudit import execution
+otel_execaudit.configure(ledger=sys.argv[1], exporter="otlp", protocol=sys.argv[2],
+                         endpoint=sys.argv[3])
+with execution("nightly") as ex:
+    for index in range(20):
+        with ex.step(f"step-{index}"):
+            pass
+print(ex.status.value)
+# no shutdown(): the interpreter's exit must be bounded by the 2 s deadline by itself
+"""
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+@pytest.mark.parametrize("state", ["refused", "hanging"])
+def test_a_script_exits_promptly_with_a_dead_collector_and_a_whole_ledger(
+        tmp_path, protocol, state):
+    import subprocess
+    import sys
+    import time
+
+    from otel_execaudit import verify
+
+    with collector(state, protocol) as (endpoint, _):
+        started = time.monotonic()
+        result = subprocess.run([sys.executable, "-c", EXIT_SCRIPT, str(tmp_path / "l.db"),
+                                 protocol, endpoint], capture_output=True, text=True,
+                                timeout=60, stdin=subprocess.DEVNULL)
+        elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "completed"
+    assert "Traceback" not in result.stderr
+    # The bound is only here because the alternative is a hang: 2 s deadline plus start-up.
+    assert elapsed < 6, f"exit took {elapsed:.1f} s"
+    report = verify(tmp_path / "l.db")
+    assert report.ok and report.entries == 1 + 2 * 20 + 1
