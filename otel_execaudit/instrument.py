@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 from opentelemetry import context as otel_context
 
-from otel_execaudit.errors import SecurityEscalationError
+from otel_execaudit.errors import ConfigurationError, ExecAuditError, SecurityEscalationError
 from otel_execaudit.ledger import LedgerEntry
 from otel_execaudit.observer import (
     ExecutionObserver,
@@ -42,6 +42,7 @@ from otel_execaudit.records import (
     SideEffect,
     SideEffectCategory,
 )
+from otel_execaudit.logs import get_logger
 from otel_execaudit.runtime import get_runtime
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -50,6 +51,9 @@ _current_execution: contextvars.ContextVar[Execution | None] = contextvars.Conte
     "otel_execaudit_execution", default=None)
 _current_step: contextvars.ContextVar[Step | None] = contextvars.ContextVar(
     "otel_execaudit_step", default=None)
+# What each StepSpec entered, per context: one spec may be entered by several tasks at once.
+_entered_specs: contextvars.ContextVar[tuple[tuple[StepSpec, _Scope], ...]] = \
+    contextvars.ContextVar("otel_execaudit_entered_specs", default=())
 
 
 def current_execution() -> Execution | None:
@@ -250,8 +254,7 @@ class StepSpec(_Scope):
     def __init__(self, name: str | None, details: Mapping[str, Any] | None,
                  capture: Iterable[str], capture_result: bool) -> None:
         self.name, self.details = name, details
-        self.capture, self.capture_result = tuple(capture), capture_result
-        self._active: list[_Scope] = []
+        self.capture, self.capture_result = _capture_names(capture), capture_result
 
     def __enter__(self) -> Step:
         current = _current_execution.get()
@@ -259,17 +262,25 @@ class StepSpec(_Scope):
         scope: _Scope = (current.step(name, details=self.details) if current is not None
                          else _StandaloneStep(name, self.details))
         entered = scope.__enter__()
-        self._active.append(scope)
+        _entered_specs.set(_entered_specs.get() + ((self, scope),))
         return entered
 
     def __exit__(self, error_type: Any, error: BaseException | None, tb: Any) -> bool:
-        return self._active.pop().__exit__(error_type, error, tb)
+        entered = _entered_specs.get()
+        for position in range(len(entered) - 1, -1, -1):
+            if entered[position][0] is self:
+                _entered_specs.set(entered[:position] + entered[position + 1:])
+                return entered[position][1].__exit__(error_type, error, tb)
+        return False
 
     def __call__(self, function: F) -> F:
-        label, names = self.name or function.__qualname__, self.capture
+        label, names, fixed = self.name or function.__qualname__, self.capture, self.details
+        _check_capture(function, names)
 
         def scope(arguments: tuple[Any, ...], keywords: dict[str, Any]) -> _Scope:
-            return StepSpec(label, _captured(function, names, arguments, keywords), (), False)
+            captured = _captured(function, names, arguments, keywords)
+            details = {**fixed, **captured} if fixed and captured else (fixed or captured)
+            return StepSpec(label, details, (), False)
 
         return _wrap(function, scope, self.capture_result)
 
@@ -346,10 +357,11 @@ def plan(plan_id: str | Callable[..., Any] | None = None, *, capture: Iterable[s
     """
     if callable(plan_id):  # bare @plan
         return plan()(plan_id)
-    names = tuple(capture)
+    names = _capture_names(capture)
 
     def decorate(function: F) -> F:
         label = plan_id or function.__qualname__
+        _check_capture(function, names)
 
         def scope(arguments: tuple[Any, ...], keywords: dict[str, Any]) -> _Scope:
             return Execution(label, mode=mode, security=security,
@@ -358,6 +370,28 @@ def plan(plan_id: str | Callable[..., Any] | None = None, *, capture: Iterable[s
         return _wrap(function, scope, capture_result=False)
 
     return decorate
+
+
+def _capture_names(capture: Iterable[str] | str) -> tuple[str, ...]:
+    return (capture,) if isinstance(capture, str) else tuple(capture)
+
+
+def _check_capture(function: Callable[..., Any], names: tuple[str, ...]) -> None:
+    """A misspelt name would silently capture nothing: refuse it when the function is
+    decorated."""
+    if not names:
+        return
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return  # builtins and the like: nothing to check against
+    if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values()):
+        return
+    unknown = [name for name in names if name not in parameters]
+    if unknown:
+        raise ConfigurationError(
+            f"capture names {unknown} are not parameters of {function.__qualname__} "
+            f"(it takes {list(parameters)}); fix the names or drop them")
 
 
 def _captured(function: Callable[..., Any], names: tuple[str, ...],
@@ -380,11 +414,18 @@ def _record_result(scope: Any, result: Any) -> None:
 def _wrap(function: F, scope_for: Callable[[tuple[Any, ...], dict[str, Any]], _Scope],
           capture_result: bool) -> F:
     if inspect.isasyncgenfunction(function):
-        @functools.wraps(function)
-        async def async_generator(*arguments: Any, **keywords: Any) -> Any:
+        async def scoped_async_generator(arguments: tuple[Any, ...],
+                                         keywords: dict[str, Any]) -> Any:
             with scope_for(arguments, keywords):
                 async for item in function(*arguments, **keywords):
                     yield item
+
+        @functools.wraps(function)
+        async def async_generator(*arguments: Any, **keywords: Any) -> Any:
+            context = contextvars.copy_context()
+            body = scoped_async_generator(arguments, keywords)
+            async for item in _drive_async_in_context(context, body):
+                yield item
         return async_generator  # type: ignore[return-value]
 
     if inspect.iscoroutinefunction(function):
@@ -398,13 +439,17 @@ def _wrap(function: F, scope_for: Callable[[tuple[Any, ...], dict[str, Any]], _S
         return coroutine  # type: ignore[return-value]
 
     if inspect.isgeneratorfunction(function):
-        @functools.wraps(function)
-        def generator(*arguments: Any, **keywords: Any) -> Any:
+        def scoped_generator(arguments: tuple[Any, ...], keywords: dict[str, Any]) -> Any:
             with scope_for(arguments, keywords) as scope:
                 result = yield from function(*arguments, **keywords)
                 if capture_result:
                     _record_result(scope, result)
                 return result
+
+        @functools.wraps(function)
+        def generator(*arguments: Any, **keywords: Any) -> Any:
+            context = contextvars.copy_context()
+            return (yield from _drive_in_context(context, scoped_generator(arguments, keywords)))
         return generator  # type: ignore[return-value]
 
     @functools.wraps(function)
@@ -415,3 +460,78 @@ def _wrap(function: F, scope_for: Callable[[tuple[Any, ...], dict[str, Any]], _S
                 _record_result(scope, result)
             return result
     return plain  # type: ignore[return-value]
+
+
+# A generator's step (or plan) is current only while the generator runs, not while it is
+# suspended at a yield: each resume runs in a context of the generator's own, so the consumer
+# never finds itself "inside" a step it is merely iterating over.
+
+def _drive_in_context(context: contextvars.Context, body: Any) -> Any:
+    """``yield from body``, with every resume of ``body`` run inside ``context``."""
+    message: Any = None
+    thrown: BaseException | None = None
+    while True:
+        try:
+            if thrown is None:
+                item = context.run(body.send, message)
+            else:
+                error, thrown = thrown, None
+                item = context.run(body.throw, error)
+        except StopIteration as stop:
+            return stop.value
+        try:
+            message = yield item
+        except GeneratorExit:
+            _close_quietly(context.run, body.close)
+            raise
+        except BaseException as error:
+            thrown = error
+
+
+async def _drive_async_in_context(context: contextvars.Context, body: Any) -> Any:
+    """``async for item in body: yield item``, with every resume of ``body`` run as a task
+    in ``context`` (an awaited coroutine would otherwise run in the consumer's context)."""
+    import asyncio
+
+    message: Any = None
+    thrown: BaseException | None = None
+    while True:
+        resume = body.asend(message) if thrown is None else body.athrow(thrown)
+        thrown = None
+        task = asyncio.get_running_loop().create_task(_awaited(resume), context=context)
+        try:
+            item = await task
+        except StopAsyncIteration:
+            return
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        try:
+            message = yield item
+        except GeneratorExit:
+            closing = asyncio.get_running_loop().create_task(_awaited(body.aclose()),
+                                                             context=context)
+            try:
+                await closing
+            except ExecAuditError as error:
+                _log_lost_end(error)
+            raise
+        except BaseException as error:
+            thrown = error
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _close_quietly(run: Callable[..., Any], *arguments: Any) -> None:
+    """Close a step whose consumer went away. At interpreter exit the ledger may already be
+    closed: the lost cancellation record is logged, not raised into the garbage collector."""
+    try:
+        run(*arguments)
+    except ExecAuditError as error:
+        _log_lost_end(error)
+
+
+def _log_lost_end(error: ExecAuditError) -> None:
+    get_logger().warning("a suspended step could not record its end", error=str(error))

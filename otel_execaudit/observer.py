@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import threading
 import traceback as traceback_module
+from datetime import timezone
 import uuid
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -61,6 +62,35 @@ CANCELLATION = (KeyboardInterrupt, GeneratorExit)  # plus asyncio.CancelledError
 TRACEBACK_LIMIT = 32768  # characters kept of a traceback: the end, where the error is
 _STEP_KINDS = {kind: f"step.{kind.value}" for kind in StepEventType}
 _STEP_EVENT_NAMES = {kind: semantic.EVENT_STEP.format(kind.value) for kind in StepEventType}
+
+
+class Failure(NamedTuple):
+    """An error as recorded: redacted once, then used for ledger, span and log alike."""
+
+    error_type: str
+    message: str
+    traceback: str | None
+
+
+def describe_failure(redactor: Redactor, error: BaseException | str) -> Failure:
+    """Describe an error without ever raising, even when its ``__str__`` does."""
+    if not isinstance(error, BaseException):
+        return Failure("error", redactor.clean_text(printable(error)), None)
+    try:
+        stack = "".join(traceback_module.format_exception(error))
+    except Exception:  # a hostile __traceback__ or __notes__: keep what we can
+        stack = None
+    return Failure(qualified_name(type(error)), redactor.clean_text(printable(error)),
+                   None if stack is None else redactor.clean_text(stack, TRACEBACK_LIMIT))
+
+
+def printable(value: Any) -> str:
+    """``str(value)``, or a placeholder when that raises or returns a non-str."""
+    try:
+        text = str(value)
+    except Exception:
+        return f"<unprintable {type(value).__name__}>"
+    return text if isinstance(text, str) else f"<unprintable {type(value).__name__}>"
 
 
 def is_cancellation(error: BaseException) -> bool:
@@ -141,6 +171,7 @@ class ExecutionObserver:
         self._declared: list[SideEffect] = []
         self._observed: list[SideEffect] = []
         self._open_steps: dict[int, StepHandle] = {}
+        self._finished_steps: set[int] = set()
         self._next_index = 0
         self._previous_event_hash = GENESIS
         self._status = ExecutionStatus.STARTED
@@ -260,6 +291,7 @@ class ExecutionObserver:
         if index in self._open_steps:
             raise RecordingError(f"step {index} of execution {self.execution_id} is already "
                                  "open; finish it before starting it again")
+        self._refuse_finished(index)
         self._next_index = max(self._next_index, index + 1)
         span_name = semantic.tool_span_name(name)
         span = self._start_span(span_name, (parent or self).context, {
@@ -292,8 +324,15 @@ class ExecutionObserver:
             handle = self._open_steps.get(index)
             if handle is None:  # the seed allows finishing a step whose start was not recorded
                 self._ensure_open()
+                self._refuse_finished(index)
                 handle = self._open_step(name, None, index, None, record_start=False)
             return handle
+
+    def _refuse_finished(self, index: int) -> None:
+        if index in self._finished_steps:
+            raise RecordingError(
+                f"step {index} of execution {self.execution_id} has already finished; each step "
+                "records one outcome (use a new step index for a new attempt)")
 
     def _finish_step(self, handle: StepHandle, event_type: StepEventType,
                      details: Mapping[str, Any] | None,
@@ -304,22 +343,24 @@ class ExecutionObserver:
             self._ensure_open()
             handle.open = False
             del self._open_steps[handle.index]
+            self._finished_steps.add(handle.index)
+            failure = None if error is None else describe_failure(self.redactor, error)
             try:
-                entry, clean_details = self._step_event(handle, event_type, details, error)
-                if event_type is StepEventType.FAILED:
-                    row = self._events[-1]
+                entry, clean_details = self._step_event(handle, event_type, details, failure)
+                if event_type is StepEventType.FAILED and failure is not None:
                     _log.warning("step failed", execution_id=self.execution_id,
                                  plan_id=self.plan_id, step=handle.name, step_index=handle.index,
-                                 error_type=row[8], error=row[5], ledger_seq=entry.seq)
+                                 error_type=failure.error_type, error=failure.message,
+                                 ledger_seq=entry.seq)
                 if clean_details and event_type is StepEventType.COMPLETED:
                     safe(handle.span.set_attribute, semantic.OUTPUT_VALUE,
-                          json_text(clean_details))
+                         json_text(clean_details))
             finally:
-                self._close_step_span(handle, event_type, error)
+                self._close_step_span(handle, event_type, failure)
 
     def _step_event(self, handle: StepHandle, event_type: StepEventType,
                     details: Mapping[str, Any] | None,
-                    error: BaseException | str | None) -> tuple[LedgerEntry, dict[str, Any]]:
+                    failure: Failure | None) -> tuple[LedgerEntry, dict[str, Any]]:
         clean_details = self.redactor.clean(dict(details)) if details else {}
         previous = self._previous_event_hash
         data: dict[str, Any] = {
@@ -328,8 +369,8 @@ class ExecutionObserver:
             "previous_event_hash": previous,
         }
         error_type = message = stack = None
-        if error is not None:
-            error_type, message, stack = self._describe(error)
+        if failure is not None:
+            error_type, message, stack = failure
             data.update(error_type=error_type, error_message=message, traceback=stack)
         entry = self._append(_STEP_KINDS[event_type], handle.trace_id, handle.span_id, data)
         # Kept as a plain tuple (StepEvent's fields, in order): the frozen record is built only
@@ -339,7 +380,8 @@ class ExecutionObserver:
                              entry.seq))
         self._previous_event_hash = entry.hash
         handle.channel.add_event(_STEP_EVENT_NAMES[event_type], {
-            semantic.LEDGER_SEQ: entry.seq, semantic.LEDGER_ENTRY_HASH: entry.hash})
+            semantic.LEDGER_SEQ: entry.seq, semantic.LEDGER_ENTRY_HASH: entry.hash},
+            reserved=event_type is not StepEventType.STARTED)
         return entry, clean_details
 
     def _record_step_note(self, handle: StepHandle, name: str,
@@ -366,7 +408,7 @@ class ExecutionObserver:
                                       else category)
         with self._lock:
             self._ensure_open()
-            clean_description = self.redactor.clean_text(str(description))
+            clean_description = self.redactor.clean_text(printable(description))
             clean_details = self.redactor.clean(dict(details)) if details else {}
             handle = self._open_steps.get(step_index) if step_index is not None else None
             owner = handle if handle is not None else self
@@ -389,23 +431,24 @@ class ExecutionObserver:
         with self._lock:
             self._ensure_open()
             error = reason if isinstance(reason, BaseException) else None
-            for handle in list(self._open_steps.values()):  # a step left open ends with the run
-                handle.cancel("execution ended before the step finished")
-            status = self._final_status(requested)
-            text = self._describe(error)[1] if error else self.redactor.clean_text(str(reason))
-            self._post = self._read_security()
-            data: dict[str, Any] = {"status": status.value, "reason": text,
-                                    "security": self._post.to_dict()}
-            if error is not None:
-                error_type, _, stack = self._describe(error)
-                data.update(error_type=error_type, traceback=stack)
+            failure = None if error is None else describe_failure(self.redactor, error)
+            text = failure.message if failure else self.redactor.clean_text(printable(reason))
+            status = requested
             try:
+                for handle in list(self._open_steps.values()):  # a step left open ends too
+                    handle.cancel("execution ended before the step finished")
+                status = self._final_status(requested)
+                self._post = self._read_security()
+                data: dict[str, Any] = {"status": status.value, "reason": text,
+                                        "security": self._post.to_dict()}
+                if failure is not None:
+                    data.update(error_type=failure.error_type, traceback=failure.traceback)
                 self._append("execution.ended", self.trace_id, self.span_id, data)
-            finally:
+            finally:  # whatever failed above, the execution is over and its span ends
                 self._status, self._reason = status, text
                 self._ended_at = parse_timestamp(self._last_time) if self._last_time else None
                 safe(self.root.span.set_attribute, semantic.STATUS, status.value)
-                self._close_root(status, error, text)
+                self._close_root(status, failure, text)
             if status is not ExecutionStatus.COMPLETED:
                 _log.warning("execution ended", execution_id=self.execution_id,
                              plan_id=self.plan_id, status=status.value, reason=text)
@@ -416,8 +459,8 @@ class ExecutionObserver:
         failed = any(row[3] is StepEventType.FAILED for row in self._events)
         if requested is ExecutionStatus.FAILED and completed:
             return ExecutionStatus.COMPLETED_PARTIAL
-        if requested is ExecutionStatus.COMPLETED and failed:
-            return ExecutionStatus.COMPLETED_PARTIAL
+        if requested is ExecutionStatus.COMPLETED and failed:  # the caller handled a failure
+            return ExecutionStatus.COMPLETED_PARTIAL if completed else ExecutionStatus.FAILED
         return requested
 
     # ----- plumbing --------------------------------------------------------------------------
@@ -442,13 +485,16 @@ class ExecutionObserver:
             return SecuritySnapshot()
         try:
             snapshot = self._security()
-            if isinstance(snapshot, SecuritySnapshot):
-                return snapshot
-            return SecuritySnapshot(SecurityState.COMPROMISED, details={
-                "error": f"security provider returned {type(snapshot).__name__}"})
+            if not isinstance(snapshot, SecuritySnapshot):
+                return SecuritySnapshot(SecurityState.COMPROMISED, details={
+                    "error": f"security provider returned {type(snapshot).__name__}"})
+            # The provider's details are user data like any other: redacted and bounded.
+            return SecuritySnapshot(SecurityState(snapshot.state),
+                                    snapshot.taken_at.astimezone(timezone.utc),
+                                    self.redactor.clean(dict(snapshot.details)))
         except Exception as error:  # fail closed: an unreadable state is not a normal one
             return SecuritySnapshot(SecurityState.COMPROMISED, details={
-                "error": f"security provider raised {type(error).__name__}"})
+                "error": f"security provider failed: {type(error).__name__}"})
 
     def _check_security(self) -> None:
         if self._security is None:
@@ -465,14 +511,6 @@ class ExecutionObserver:
         if self.mode is ExecutionMode.LIVE:
             self.ledger.sync()
 
-    def _describe(self, error: BaseException | str) -> tuple[str, str, str | None]:
-        if isinstance(error, BaseException):
-            message = self.redactor.clean_text(str(error))
-            stack = "".join(traceback_module.format_exception(error))
-            return (qualified_name(type(error)), message,
-                    self.redactor.clean_text(stack, TRACEBACK_LIMIT))
-        return "error", self.redactor.clean_text(str(error)), None
-
     def _start_span(self, name: str, parent: otel_context.Context | None,
                     attributes: dict[str, Any]) -> Span:
         try:
@@ -481,32 +519,32 @@ class ExecutionObserver:
             return trace.INVALID_SPAN
 
     def _close_step_span(self, handle: StepHandle, event_type: StepEventType,
-                         error: BaseException | str | None) -> None:
+                         failure: Failure | None) -> None:
         if event_type is not StepEventType.COMPLETED:
             safe(handle.span.set_attribute, semantic.STATUS, event_type.value)
-        if event_type is StepEventType.FAILED and error is not None:
-            self._record_error(handle.channel, error)
+        if event_type is StepEventType.FAILED and failure is not None:
+            self._record_error(handle.channel, failure)
         handle.channel.end()
 
-    def _close_root(self, status: ExecutionStatus, error: BaseException | None,
-                    text: str) -> None:
-        if status in (ExecutionStatus.FAILED, ExecutionStatus.COMPLETED_PARTIAL) and error:
-            self._record_error(self.root, error)
+    def _close_root(self, status: ExecutionStatus, failure: Failure | None, text: str) -> None:
+        if status in (ExecutionStatus.FAILED, ExecutionStatus.COMPLETED_PARTIAL) and failure:
+            self._record_error(self.root, failure)
         elif status in (ExecutionStatus.FAILED, ExecutionStatus.INCOMPLETE):
             safe(self.root.span.set_status, Status(StatusCode.ERROR, text))
         self.root.end()
 
     def _close_span_with_error(self, channel: SpanChannel, error: BaseException) -> None:
-        self._record_error(channel, error)
+        self._record_error(channel, describe_failure(self.redactor, error))
         channel.end()
 
-    def _record_error(self, channel: SpanChannel, error: BaseException | str) -> None:
+    @staticmethod
+    def _record_error(channel: SpanChannel, failure: Failure) -> None:
         """One ``exception`` event and status ERROR, with the redacted message and stack."""
-        error_type, message, stack = self._describe(error)
-        attributes = {"exception.type": error_type, "exception.message": message,
-                      "exception.escaped": True}
-        if stack:
-            attributes["exception.stacktrace"] = stack
-        channel.add_event(semantic.EVENT_EXCEPTION, attributes)
-        safe(channel.span.set_attribute, semantic.ERROR_TYPE, error_type)
-        safe(channel.span.set_status, Status(StatusCode.ERROR, f"{error_type}: {message}"))
+        attributes = {"exception.type": failure.error_type,
+                      "exception.message": failure.message, "exception.escaped": True}
+        if failure.traceback:
+            attributes["exception.stacktrace"] = failure.traceback
+        channel.add_event(semantic.EVENT_EXCEPTION, attributes, reserved=True)
+        safe(channel.span.set_attribute, semantic.ERROR_TYPE, failure.error_type)
+        safe(channel.span.set_status,
+             Status(StatusCode.ERROR, f"{failure.error_type}: {failure.message}"))

@@ -20,6 +20,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from types import MappingProxyType
 from typing import Any, Mapping
 
 from otel_execaudit.canonical import canonical_bytes
@@ -80,6 +81,33 @@ class SecurityState(str, enum.Enum):
     COMPROMISED = "compromised"
 
 
+def frozen(value: Any) -> Any:
+    """A read-only copy: mappings become ``MappingProxyType``, lists become tuples, all the way
+    down, so a record handed out can never be changed through its details.
+
+    >>> frozen({"a": [1, {"b": 2}]})["a"]
+    (1, mappingproxy({'b': 2}))
+    """
+    if isinstance(value, Mapping):
+        return MappingProxyType({key: frozen(item) for key, item in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(frozen(item) for item in value)
+    return value
+
+
+def thawed(value: Any) -> Any:
+    """Plain JSON-ready data from a ``frozen`` value."""
+    if isinstance(value, Mapping):
+        return {key: thawed(item) for key, item in value.items()}
+    if isinstance(value, tuple):
+        return [thawed(item) for item in value]
+    return value
+
+
+def _freeze_details(record: Any) -> None:
+    object.__setattr__(record, "details", frozen(record.details))
+
+
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -132,13 +160,15 @@ class SecuritySnapshot:
     taken_at: datetime = field(default_factory=utc_now)
     details: Mapping[str, Any] = field(default_factory=dict)
 
+    __post_init__ = _freeze_details
+
     @property
     def is_normal(self) -> bool:
         return self.state is SecurityState.NORMAL
 
     def to_dict(self) -> dict[str, Any]:
         return {"state": self.state.value, "taken_at": format_timestamp(self.taken_at),
-                "details": dict(self.details)}
+                "details": thawed(self.details)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SecuritySnapshot:
@@ -163,11 +193,13 @@ class StepEvent:
     traceback: str | None = None
     ledger_seq: int | None = None
 
+    __post_init__ = _freeze_details
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "timestamp": format_timestamp(self.timestamp), "step_index": self.step_index,
             "step_name": self.step_name, "event_type": self.event_type.value,
-            "details": dict(self.details), "error_message": self.error_message,
+            "details": thawed(self.details), "error_message": self.error_message,
             "error_type": self.error_type, "traceback": self.traceback,
             "previous_event_hash": self.previous_event_hash, "event_hash": self.event_hash,
             "ledger_seq": self.ledger_seq,
@@ -197,11 +229,13 @@ class SideEffect:
     timestamp: datetime | None = None
     ledger_seq: int | None = None
 
+    __post_init__ = _freeze_details
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "category": self.category.value, "description": self.description,
             "reversible": self.reversible, "step_index": self.step_index,
-            "details": dict(self.details),
+            "details": thawed(self.details),
             "timestamp": None if self.timestamp is None else format_timestamp(self.timestamp),
             "ledger_seq": self.ledger_seq,
         }

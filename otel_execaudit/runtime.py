@@ -36,12 +36,25 @@ class Runtime:
     tracer: trace.Tracer
     redactor: Redactor
     telemetry: Telemetry | None = None
+    owns_ledger: bool = True
 
     def shutdown(self, timeout: float | None = None) -> None:
-        """Flush telemetry (bounded by its deadline) and commit the ledger."""
+        """Flush telemetry (bounded by its deadline) and commit the ledger; close the ledger
+        if this runtime opened it."""
         if self.telemetry is not None:
             self.telemetry.shutdown(timeout)
-        self.ledger.close()
+        if self.owns_ledger:
+            self.ledger.close()
+        else:
+            self.ledger.sync()
+
+    def retire(self) -> None:
+        """Make way for a new runtime without pulling anything from under executions still
+        running on this one: telemetry is flushed and stopped, the ledger committed and left
+        open (it is closed at interpreter exit)."""
+        if self.telemetry is not None:
+            self.telemetry.shutdown()
+        self.ledger.sync()
 
 
 _lock = threading.Lock()
@@ -71,6 +84,10 @@ def configure(
     own provider; the global provider is replaced only with ``set_global=True``. ``redact`` adds
     regular expressions for argument names whose values must never be recorded.
 
+    Calling it again replaces the runtime for executions that start afterwards; executions
+    already running finish on the ledger they started with (their spans may be dropped, as
+    the previous exporter is shut down).
+
     >>> import otel_execaudit, tempfile, os
     >>> path = os.path.join(tempfile.mkdtemp(), "ledger.db")
     >>> otel_execaudit.configure(ledger=path, exporter="console").ledger.path.name
@@ -89,11 +106,11 @@ def configure(
         deadline=deadline, max_span_events=max_span_events)
     redactor = Redactor(limits=limits or Limits()).with_keys(redact)
     runtime = Runtime(ledger=opened, tracer=telemetry.tracer, redactor=redactor,
-                      telemetry=telemetry)
+                      telemetry=telemetry, owns_ledger=not isinstance(ledger, Ledger))
     with _lock:
         previous, _runtime = _runtime, runtime
     if previous is not None:
-        previous.shutdown()
+        previous.retire()
     return runtime
 
 

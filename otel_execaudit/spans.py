@@ -52,13 +52,17 @@ class SpanChannel:
         self.overflow_count = 0
         self.continuations = 0
 
-    def add_event(self, name: str, attributes: Mapping[str, Any]) -> None:
+    def add_event(self, name: str, attributes: Mapping[str, Any], *,
+                  reserved: bool = False) -> None:
+        """Add an event; ``reserved`` ones (a step's outcome, an exception) may use the slots
+        kept free on the main span, so they stay where backends look for them."""
         try:
-            if self.limit is None or self.count < self.limit - _RESERVED_EVENTS:
+            limit = self.limit
+            if limit is None or self.count < limit - (0 if reserved else _RESERVED_EVENTS):
                 self.count += 1
                 self.span.add_event(name, attributes)
                 return
-            if self.overflow is None or self.overflow_count >= self.limit:
+            if self.overflow is None or self.overflow_count >= limit:
                 self._continue()
             self.overflow_count += 1
             self.overflow.add_event(name, attributes)  # type: ignore[union-attr]

@@ -13,6 +13,7 @@ from otel_execaudit import (
     StepEventType,
     bind,
     current_execution,
+    current_step,
     execution,
     plan,
     step,
@@ -275,3 +276,148 @@ def test_step_outside_an_execution_is_still_audited(execaudit_capture):
     assert lonely() == 1
     kinds = [entry["kind"] for entry in execaudit_capture.fields()]
     assert kinds == ["execution.started", "step.started", "step.completed", "execution.ended"]
+
+
+def test_one_step_spec_entered_by_concurrent_tasks_keeps_outcomes_apart(execaudit_capture):
+    fetch = step("fetch")
+
+    async def worker(name, fail):
+        async with fetch as st:
+            st.set_output(worker=name)
+            await asyncio.sleep(0.01 if name == "A" else 0.02)
+            if fail:
+                raise ValueError(name)
+
+    async def main():
+        with execution("shared-spec") as ex:
+            results = await asyncio.gather(worker("A", True), worker("B", False),
+                                           return_exceptions=True)
+        return ex, results
+
+    ex, results = asyncio.run(main())
+    assert isinstance(results[0], ValueError) and results[1] is None
+    finished = {(event.details.get("worker"), event.event_type)
+                for event in ex.record.step_events if event.event_type is not StepEventType.STARTED}
+    assert finished == {("A", StepEventType.FAILED), ("B", StepEventType.COMPLETED)}
+
+
+def test_a_suspended_generator_step_is_not_current_for_its_consumer(execaudit_capture):
+    seen = {}
+
+    @step
+    def produce():
+        seen["inside"] = current_step().name
+        yield 1
+        yield 2
+
+    with execution("consumer") as ex:
+        items = produce()
+        next(items)
+        seen["between"] = current_step()  # the consumer is not inside produce's step
+        with ex.step("unrelated"):
+            pass
+        assert list(items) == [2]
+    assert seen["inside"].endswith("produce") and seen["between"] is None
+    spans = _by_name(execaudit_capture.spans())
+    root = spans["invoke_workflow consumer"]
+    assert spans["execute_tool unrelated"].parent.span_id == root.context.span_id
+    assert ex.record.hash_chain_intact() and ex.status is ExecutionStatus.COMPLETED
+
+
+def test_an_abandoned_generator_step_ends_cancelled(execaudit_capture):
+    @step
+    def produce():
+        yield 1
+        yield 2
+
+    with execution("abandon") as ex:
+        items = produce()
+        next(items)
+        items.close()
+    outcomes = [event.event_type for event in ex.record.step_events]
+    assert outcomes == [StepEventType.STARTED, StepEventType.CANCELLED]
+
+
+def test_a_suspended_async_generator_step_is_not_current_for_its_consumer(execaudit_capture):
+    @step("stream")
+    async def stream():
+        for index in range(3):
+            yield index
+
+    async def main():
+        with execution("async-consumer") as ex:
+            async for item in stream():
+                assert current_step() is None  # not inside "stream" between items
+                if item == 1:
+                    break
+            await asyncio.sleep(0)
+        return ex
+
+    ex = asyncio.run(main())
+    outcomes = [event.event_type for event in ex.record.step_events]
+    assert outcomes[0] is StepEventType.STARTED and len(outcomes) == 2
+    assert ex.status in (ExecutionStatus.COMPLETED, ExecutionStatus.CANCELLED)
+
+
+def test_decorator_details_and_captured_arguments_are_both_recorded(execaudit_capture):
+    @step("charge", details={"provider": "acme"}, capture=["amount"])
+    def charge(amount, card):
+        return True
+
+    with execution("pay"):
+        charge(5, card="4111")
+    started = [entry for entry in execaudit_capture.fields() if entry["kind"] == "step.started"]
+    assert started[0]["data"]["details"] == {"provider": "acme", "arguments": {"amount": 5}}
+
+
+def test_capture_names_must_be_parameters(execaudit_capture):
+    from otel_execaudit import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="not parameters of"):
+        @step(capture=["ammount"])
+        def charge(amount):
+            return amount
+
+    @step(capture="amount")  # one name as a plain string is one name, not five letters
+    def refund(amount):
+        return amount
+
+    with execution("pay"):
+        refund(3)
+    started = [entry for entry in execaudit_capture.fields() if entry["kind"] == "step.started"]
+    assert started[0]["data"]["details"] == {"arguments": {"amount": 3}}
+
+
+class Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError("str() is broken")
+
+
+def test_an_exception_whose_str_raises_is_reraised_unchanged_and_spans_end(execaudit_capture):
+    original = Unprintable()
+    with pytest.raises(Unprintable) as caught:
+        with execution("weird") as ex:
+            with ex.step("boom"):
+                raise original
+    assert caught.value is original
+    assert ex.status is ExecutionStatus.FAILED
+    failed = ex.record.step_events[-1]
+    assert failed.event_type is StepEventType.FAILED
+    assert failed.error_message == "<unprintable Unprintable>"
+    names = {span.name for span in execaudit_capture.spans()}
+    assert {"invoke_workflow weird", "execute_tool boom"} <= names
+    assert execaudit_capture.verify().ok
+
+
+def test_the_exception_event_stays_on_the_step_span_past_128_events(execaudit_capture):
+    with pytest.raises(RuntimeError):
+        with execution("busy") as ex:
+            with ex.step("busy") as st:
+                for index in range(200):
+                    st.event("tick", i=index)
+                raise RuntimeError("after many events")
+    busy = _by_name(execaudit_capture.spans())["execute_tool busy"]
+    assert busy.status.status_code is StatusCode.ERROR
+    assert [event.name for event in busy.events].count("exception") == 1
+    assert busy.events[-1].name in ("exception", "execaudit.step.failed")
+    assert "execaudit.step.failed" in [event.name for event in busy.events]

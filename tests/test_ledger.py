@@ -297,7 +297,7 @@ def test_unwritable_directory_raises_a_clear_error():
 def test_disk_full_raises_a_clear_error_and_keeps_committed_entries(tmp_path):
     path = tmp_path / "ledger.db"
     Ledger(path).close()
-    result = run_worker("size-limit", str(path), str(256 * 1024))
+    result = run_worker("size-limit", str(path), str(1024 * 1024))
     outcome = json.loads(result.stdout)
     assert outcome["committed"] > 10
     message = outcome["error"]
@@ -321,6 +321,9 @@ def test_a_failed_background_commit_surfaces_on_the_next_call(tmp_path):
             if statement == "COMMIT":
                 raise sqlite3.OperationalError("database or disk is full")
             return self.real.execute(statement, *arguments)
+
+        def executemany(self, statement, rows):
+            return self.real.executemany(statement, rows)
 
     with ledger._lock:
         real = ledger._connection

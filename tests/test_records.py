@@ -82,3 +82,15 @@ def test_mode_parsing_is_forgiving_but_strict_about_unknowns():
     assert ExecutionMode.parse("dry-run") is ExecutionMode.DRY_RUN
     with pytest.raises(ValueError, match="use 'DRY_RUN' or 'LIVE'"):
         ExecutionMode.parse("yolo")
+
+
+def test_details_cannot_be_changed_through_a_record():
+    original = {"amount": 5, "lines": [{"sku": "a"}]}
+    event = StepEvent(MOMENT, 0, "s", StepEventType.COMPLETED, original, None, GENESIS, "a" * 64)
+    original["amount"] = 1_000_000  # the caller's dict is not the record's
+    assert event.details["amount"] == 5
+    with pytest.raises(TypeError):
+        event.details["amount"] = 7  # type: ignore[index]
+    with pytest.raises(TypeError):
+        event.details["lines"][0]["sku"] = "b"  # type: ignore[index]
+    assert event.to_dict()["details"] == {"amount": 5, "lines": [{"sku": "a"}]}

@@ -77,3 +77,26 @@ def test_configure_again_switches_ledgers_and_closes_the_old_one(tmp_path):
     with Ledger(tmp_path / "two.db") as ledger:
         started = next(iter(ledger.entries())).fields()
     assert started["data"]["details"] == {"iban": REDACTED, "city": "Berlin"}
+
+
+def test_configure_never_closes_a_ledger_it_did_not_open_or_one_still_in_use(tmp_path):
+    from otel_execaudit import Ledger
+
+    mine = Ledger(tmp_path / "mine.db")
+    otel_execaudit.configure(ledger=mine, exporter="none")
+    otel_execaudit.configure(ledger=mine, exporter="none", redact=["iban"])  # add a rule
+    with execution("still works"):
+        pass
+    running = execution("long-running")
+    ex = running.__enter__()
+    otel_execaudit.configure(ledger=tmp_path / "next.db", exporter="none")  # mid-flight
+    with ex.step("after reconfigure"):
+        pass
+    running.__exit__(None, None, None)
+    otel_execaudit.shutdown()
+    assert ex.status.value == "completed"
+    mine.sync()
+    kinds = [entry.fields()["kind"] for entry in mine.entries()]
+    assert kinds.count("execution.ended") == 2 and "step.completed" in kinds
+    mine.close()
+    assert verify(tmp_path / "mine.db").ok
