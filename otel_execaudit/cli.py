@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from otel_execaudit.errors import LedgerError, LedgerNotFoundError, NotALedgerError
@@ -131,14 +132,16 @@ def compact_console_exporter() -> object:
 def render_record(console: Console, record: ExecutionRecord) -> None:
     """A terminal summary of one execution: steps, side effects, and the error if any."""
     style = _STATUS_STYLE.get(record.status, "white")
-    console.rule(f"[bold]{record.plan_id}[/]  [{style}]{record.status.value.upper()}[/]")
-    console.print(f"execution {record.execution_id}  mode {record.live_mode_state}  "
-                  f"trace {record.trace_id or '-'}")
+    # Everything recorded is user data: escaped, so that "[red]" in a description is shown as
+    # written and a stray "[/]" cannot break the report.
+    console.rule(f"[bold]{escape(record.plan_id)}[/]  [{style}]{record.status.value.upper()}[/]")
+    console.print(f"execution {escape(record.execution_id)}  mode {record.live_mode_state}  "
+                  f"trace {record.trace_id or '-'}", highlight=False)
     table = Table(show_edge=False, header_style="bold")
     for column in ("#", "step", "event", "ledger seq", "event hash"):
         table.add_column(column)
     for event in record.step_events:
-        table.add_row(str(event.step_index), event.step_name,
+        table.add_row(str(event.step_index), escape(event.step_name),
                       f"{_EVENT_MARK[event.event_type]} {event.event_type.value}",
                       str(event.ledger_seq), event.event_hash[:16] + "…")
     console.print(table)
@@ -148,14 +151,15 @@ def render_record(console: Console, record: ExecutionRecord) -> None:
         for effect in effects:
             mark = "[green]reversible[/]" if effect.reversible else "[red]IRREVERSIBLE[/]"
             console.print(f"  step {effect.step_index}  {effect.category.value:<14} {mark}  "
-                          f"{effect.description}")
+                          f"{escape(effect.description)}", highlight=False)
     failed = [event for event in record.step_events if event.event_type is StepEventType.FAILED]
     for event in failed:
-        console.print(f"[bold red]Step {event.step_index} ({event.step_name}) failed:[/] "
-                      f"{event.error_type}: {event.error_message}")
+        console.print(f"[bold red]Step {event.step_index} ({escape(event.step_name)}) failed:[/] "
+                      f"{escape(str(event.error_type))}: {escape(event.error_message or '')}",
+                      highlight=False)
         tail = (event.traceback or "").rstrip().splitlines()[-4:]
         for line in tail:
-            console.print(f"  [dim]{line}[/]", highlight=False)
+            console.print(f"  [dim]{escape(line)}[/]", highlight=False)
     console.print(f"execution hash {record.execution_hash[:16]}…  "
                   f"hash chain {'intact' if record.hash_chain_intact() else 'BROKEN'}\n")
 

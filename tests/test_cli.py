@@ -89,3 +89,26 @@ def test_demo_uses_the_default_ledger_in_the_working_directory(tmp_path):
     result = execaudit("demo", "--exporter", "none", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / ".execaudit" / "ledger.db").is_file()
+
+
+def test_the_report_shows_user_text_as_written(tmp_path):
+    from rich.console import Console
+
+    import otel_execaudit
+    from otel_execaudit import execution
+    from otel_execaudit.cli import render_record
+
+    otel_execaudit.configure(ledger=tmp_path / "l.db", exporter="none")
+    try:
+        with pytest.raises(ValueError):
+            with execution("plan [bold]x") as ex:
+                with ex.step("step [/]") as st:
+                    st.side_effect("network", "PUT /items[red]?x=1 [/]", reversible=False)
+                    raise ValueError("bad [/] input")
+    finally:
+        otel_execaudit.shutdown()
+    console = Console(record=True, width=200)
+    render_record(console, ex.record)
+    text = console.export_text()
+    for written in ("plan [bold]x", "step [/]", "PUT /items[red]?x=1 [/]", "bad [/] input"):
+        assert written in text

@@ -163,3 +163,45 @@ def test_ledger_failure_mid_run_stops_a_live_execution_fail_closed(execaudit_cap
     kinds = [entry["kind"] for entry in execaudit_capture.fields()]
     assert kinds == ["execution.started", "step.started", "step.completed"]  # nothing lost
     assert execaudit_capture.verify().ok
+
+
+def test_security_details_are_redacted_bounded_and_never_block_a_start(execaudit_capture):
+    from datetime import datetime
+
+    def security():
+        return SecuritySnapshot(details={"vault_token": "hvs.SECRET", "blob": "x" * 100_000,
+                                         "checked": datetime(2026, 1, 1)})
+
+    with execution("guarded", security=security) as ex:
+        with ex.step("work"):
+            pass
+    assert ex.status is ExecutionStatus.COMPLETED
+    raw = execaudit_capture.ledger_path.read_bytes()
+    assert b"hvs.SECRET" not in raw
+    assert max(len(entry.body) for entry in execaudit_capture.entries()) < 20_000
+    assert ex.record.security_snapshot_pre.details["vault_token"] == "[REDACTED]"
+
+
+def test_each_step_records_one_outcome(execaudit_capture):
+    from otel_execaudit import RecordingError
+
+    observer = ExecutionObserver(plan_id="p")
+    observer.record_step_started(0, "once", {})
+    observer.record_step_completed(0, "once", {})
+    with pytest.raises(RecordingError, match="already finished"):
+        observer.record_step_completed(0, "once", {})
+    with pytest.raises(RecordingError, match="already finished"):
+        observer.record_step_failed(0, "once", "late failure")
+    observer.mark_completed()
+    kinds = [event.event_type.value for event in observer.get_execution_record().step_events]
+    assert kinds == ["started", "completed"]
+
+
+def test_a_handled_failure_with_nothing_completed_is_failed(execaudit_capture):
+    with execution("p") as ex:
+        try:
+            with ex.step("only"):
+                raise ValueError("handled")
+        except ValueError:
+            pass
+    assert ex.status is ExecutionStatus.FAILED
