@@ -1,4 +1,11 @@
+import collections
+import dataclasses
 import json
+import time
+import types
+from collections.abc import Mapping
+
+import pytest
 
 from otel_execaudit.redaction import REDACTED, Limits, Redactor
 
@@ -100,3 +107,192 @@ def test_without_structlog_configuration_logs_go_to_standard_error(capfd):
                             timeout=60)
     assert result.stdout == ""
     assert "export failing" in result.stderr and "spans_failed=3" in result.stderr
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ('{"password": "hunter2", "api_key": "sk-live-123"}',
+     '{"password": "[REDACTED]", "api_key": "[REDACTED]"}'),
+    ("password: 'hunter2'", "password: '[REDACTED]'"),
+    ('token = "abc123456"', 'token = "[REDACTED]"'),
+    ("Settings(api_key='sk-1', region='eu')", "Settings(api_key='[REDACTED]', region='eu')"),
+    ('payload {\\"client_secret\\": \\"zz\\"}', 'payload {\\"client_secret\\": \\"[REDACTED]\\"}'),
+    ("postgres://user:hunter2@db:5432/x", "postgres://user:[REDACTED]@db:5432/x"),
+    ("redis://:hunter2@cache/0", "redis://:[REDACTED]@cache/0"),
+    ("X-Auth-Token: abc123", "X-Auth-Token: [REDACTED]"),
+    ("dbPassword=hunter2", "dbPassword=[REDACTED]"),
+    # Existing behaviour that must hold.
+    ("Authorization: Bearer x", "Authorization: Bearer [REDACTED]"),
+    ("password=hunter2", "password=[REDACTED]"),
+    ("key AKIAABCDEFGHIJKLMNOP leaked", "key [REDACTED] leaked"),
+    ("password=[REDACTED]", "password=[REDACTED]"),
+    # The value ends where a bracket, parenthesis or quote closes it.
+    ("f(password=hunter2) [token=abc] {secret: xyz}",
+     "f(password=[REDACTED]) [token=[REDACTED]] {secret: [REDACTED]}"),
+    ("tokenizer=bert passenger_count=3 bypass=yes", "tokenizer=bert passenger_count=3 bypass=yes"),
+])
+def test_secrets_in_json_repr_and_url_text_are_redacted(text, expected):
+    assert Redactor().clean_text(text) == expected
+    assert Redactor().clean(text) == expected
+
+
+def test_clean_text_keeps_the_end_and_redacts_only_a_bounded_window():
+    text = "x" * 10**6 + " password=hunter2"
+    started = time.perf_counter()
+    cleaned = Redactor().clean_text(text, 100)
+    assert time.perf_counter() - started < 0.05
+    assert cleaned.endswith("password=[REDACTED]") and cleaned.startswith("[truncated ")
+
+
+class _Settings:
+    def __init__(self):
+        self.api_key = "sk-live-1"
+        self.region = "eu"
+        self._cache = "private"
+
+
+class _Model:  # the shape of a pydantic model: model_dump(), and iterable
+    def model_dump(self):
+        return {"password": "hunter2", "size": 3}
+
+    def __iter__(self):
+        raise AssertionError("a model is exported, not iterated")
+
+
+class _Config(Mapping):
+    def __init__(self, data):
+        self.data = data
+
+    def __getitem__(self, key):
+        return self.data[key]
+
+    def __iter__(self):
+        return iter(self.data)
+
+    def __len__(self):
+        return len(self.data)
+
+
+class _AttrsLike:  # attrs with slots=True: no __dict__, fields in __attrs_attrs__
+    __slots__ = ("name", "token")
+    __attrs_attrs__ = (types.SimpleNamespace(name="token"), types.SimpleNamespace(name="name"))
+
+    def __init__(self):
+        self.token, self.name = "t-1", "n"
+
+
+@dataclasses.dataclass
+class _Order:
+    secret: str = "s"
+    qty: int = 3
+
+
+def test_objects_are_walked_as_mappings_not_leaked_through_repr():
+    cleaned = Redactor().clean({
+        "settings": _Settings(), "model": _Model(), "config": _Config({"cookie": "c", "n": 1}),
+        "proxy": types.MappingProxyType({"password": "x"}), "attrs": _AttrsLike(),
+        "order": _Order()})
+    assert cleaned["settings"] == {"__type__": "_Settings", "api_key": REDACTED, "region": "eu"}
+    assert cleaned["model"] == {"password": REDACTED, "size": 3}
+    assert cleaned["config"] == {"cookie": REDACTED, "n": 1}
+    assert cleaned["proxy"] == {"password": REDACTED}
+    assert cleaned["attrs"] == {"token": REDACTED, "name": "n"}
+    assert cleaned["order"] == {"secret": REDACTED, "qty": 3}
+    assert "sk-live" not in json.dumps(cleaned) and "hunter2" not in json.dumps(cleaned)
+
+
+def test_iterables_are_sliced_and_iterators_are_never_consumed():
+    numbers = iter([1, 2, 3])
+    cleaned = Redactor().clean({"queue": collections.deque([1, 2]), "range": range(3),
+                                "numbers": numbers, "class": _Settings, "module": json})
+    assert cleaned["queue"] == [1, 2] and cleaned["range"] == [0, 1, 2]
+    assert cleaned["numbers"].startswith("<list_iterator") and list(numbers) == [1, 2, 3]
+    assert cleaned["class"].startswith("<class ") and cleaned["module"].startswith("<module ")
+
+
+def _nested_shared_lists():
+    shared = [0] * 64
+    for _ in range(3):
+        shared = [shared] * 64
+    return shared
+
+
+class _Endless:
+    def __iter__(self):
+        return iter(int, 1)  # never ends
+
+
+@pytest.mark.parametrize("build", [
+    _nested_shared_lists,
+    lambda: list(range(10**6)),
+    lambda: {index: index for index in range(10**6)},
+    lambda: set(range(10**6)),
+    lambda: {"queue": collections.deque(range(10**7))},
+    lambda: _Endless(),
+    lambda: ["x" * 10**6] * 64,
+    lambda: [[["y" * 3000] * 64] * 64] * 64,
+    lambda: {str(index) + "k" * 5000: None for index in range(100)},
+    lambda: [[-1.2345678901234567e-308] * 64] * 64,
+    lambda: [[2**53 - 1] * 64] * 64,
+], ids=["shared-lists", "list", "dict", "set", "deque", "endless", "strings", "shared-strings",
+        "long-keys", "floats", "integers"])
+def test_any_container_is_bounded_in_size_and_time(build):
+    limits = Limits()
+    value = build()
+    elapsed = []
+    for _ in range(3):  # the best of three, so a busy machine does not fail the test
+        started = time.perf_counter()
+        cleaned = Redactor(limits=limits).clean(value)
+        elapsed.append(time.perf_counter() - started)
+    assert min(elapsed) < 0.05
+    assert len(json.dumps(cleaned, ensure_ascii=False)) <= 2 * limits.max_total
+    assert "[truncated" in json.dumps(cleaned)  # every cut says so
+
+
+def test_long_keys_are_marked_and_colliding_keys_all_survive():
+    cleaned = Redactor(limits=Limits(max_string=10)).clean({"k" * 30: 1, 1: "a", "1": "b",
+                                                            (1,): "c", "(1,)": "d"})
+    assert cleaned["kkkkkkkkkk…[truncated 20 chars]"] == 1
+    assert cleaned["1"] == "a" and cleaned["1 (2)"] == "b"
+    assert cleaned["(1,)"] == "c" and cleaned["(1,) (2)"] == "d"
+
+
+@pytest.mark.parametrize(("key", "secret"), [
+    *[(key, True) for key in (
+        "password", "db_password", "dbPassword", "PASSWORD", "passwd", "passphrase", "pass",
+        "user_pass", "userPass", "token", "access_token", "refresh_tokens", "X-Auth-Token",
+        "token_count", "api_key", "apiKey", "API-KEY", "secret", "client_secret",
+        "authorization", "Authorization", "auth", "cookie", "set-cookie", "credential",
+        "credentials", "private_key", "privateKey", "session_id", "sessionid", "sessionId")],
+    *[(key, False) for key in (
+        "passenger_count", "passengerCount", "compass_heading", "bypass_cache", "tokenizer",
+        "tokenization", "author", "user", "order_id", "symbol")],
+])
+def test_secret_key_names(key, secret):
+    assert Redactor().is_secret_key(key) is secret
+    assert (Redactor().clean({key: "v"})[key] == REDACTED) is secret
+
+
+@pytest.mark.parametrize(("name", "limit", "expected"), [
+    ("plan-7", 256, "plan-7"),
+    ("s" * 300, 256, "s" * 256 + "…[truncated 44 chars]"),
+    ("abc", 0, "…[truncated 3 chars]"),
+    (12345, 3, "123…[truncated 2 chars]"),
+])
+def test_bound_name_truncates_with_the_marker(name, limit, expected):
+    assert Redactor().bound_name(name, limit) == expected
+
+
+def test_bound_name_never_raises():
+    class NoStr:
+        def __str__(self):
+            raise RuntimeError
+
+    assert Redactor().bound_name(NoStr()) == "[unrecordable name: RuntimeError]"
+
+
+def test_past_the_budget_every_level_says_why_it_stopped():
+    shared = _nested_shared_lists()
+    cleaned = Redactor(limits=Limits(max_total=100)).clean(shared)
+    assert cleaned[-1] == "[truncated 63 items: size limit reached]"
+    assert cleaned[0][0][0][-1].startswith("[truncated ")
+    assert len(json.dumps(cleaned)) < 400  # a few markers over a 100-character budget
