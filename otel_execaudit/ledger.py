@@ -16,7 +16,6 @@ Every entry names the hash of the one before it, so any change to the file shows
 from __future__ import annotations
 
 import atexit
-import contextlib
 import dataclasses
 import enum
 import os
@@ -145,7 +144,8 @@ class Ledger:
         Example: ``ledger.append({"kind": "step.started", ..., "data": {"step": "deploy"}})``
         """
         entry = validate_caller_fields(fields, self.path)
-        with self._locked():
+        self._acquire()
+        try:
             if self._failure is not None:
                 self._raise_failure()
             inserter = self._inserter or self._usable_inserter()
@@ -173,15 +173,20 @@ class Ledger:
             self._group_size += 1
             if self.durability is Durability.FULL or self._group_size >= GROUP_SIZE_CAP:
                 self._commit_group(inserter.connection, last_is_current=True)
+        finally:
+            self._lock.release()
         return LedgerEntry(seq, digest, body)
 
     def sync(self) -> None:
         """Commit (and fsync, per durability) everything appended so far. Example: ``ledger.sync()``."""
-        with self._locked():
+        self._acquire()
+        try:
             if self._failure is not None:
                 self._raise_failure()
             if self._in_group:
                 self._commit_group(self._usable_inserter().connection)
+        finally:
+            self._lock.release()
 
     def entries(self, start: int = 0, *, execution_id: str | None = None) -> Iterator[LedgerEntry]:
         """Yield entries with seq >= start in seq order, optionally only one execution's.
@@ -228,9 +233,8 @@ class Ledger:
         """Commit pending entries and close the file; idempotent. Example: ``ledger.close()``."""
         self._close(lock_timeout=-1)
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """The ledger's lock, waited for at most ``lock_timeout``: at interpreter exit a daemon
+    def _acquire(self) -> None:
+        """Take the ledger's lock, waiting at most ``lock_timeout``: at interpreter exit a daemon
         thread frozen by the interpreter can hold it forever, and a write must fail, not hang."""
         if self._closed:
             raise LedgerWriteError(f"ledger {self.path} is closed; open a new Ledger to append.")
@@ -238,10 +242,6 @@ class Ledger:
             raise LedgerWriteError(
                 f"cannot write ledger {self.path}: its lock was held for more than "
                 f"{self.lock_timeout:g} s (is the interpreter exiting?). Nothing was appended.")
-        try:
-            yield
-        finally:
-            self._lock.release()
 
     # -- groups ---------------------------------------------------------------------------------
 

@@ -161,8 +161,9 @@ class ExecutionObserver:
         self.ledger: Ledger = ledger or runtime.ledger  # type: ignore[union-attr]
         self.tracer: trace.Tracer = tracer or runtime.tracer  # type: ignore[union-attr]
         self.redactor: Redactor = redactor or runtime.redactor  # type: ignore[union-attr]
-        self.execution_id = execution_id or uuid.uuid4().hex
-        self.plan_id = plan_id
+        self.execution_id = (self.redactor.bound_name(printable(execution_id)) if execution_id
+                             else uuid.uuid4().hex)
+        self.plan_id = plan_id = self.redactor.bound_name(printable(plan_id))
         self.mode = ExecutionMode.parse(live_mode_state)
         self.parent_execution_id = parent_execution_id
         self._security = security
@@ -293,6 +294,7 @@ class ExecutionObserver:
                                  "open; finish it before starting it again")
         self._refuse_finished(index)
         self._next_index = max(self._next_index, index + 1)
+        name = self.redactor.bound_name(printable(name))  # a name is bounded like any value
         span_name = semantic.tool_span_name(name)
         span = self._start_span(span_name, (parent or self).context, {
             semantic.OPERATION_NAME: "execute_tool",
@@ -386,6 +388,7 @@ class ExecutionObserver:
 
     def _record_step_note(self, handle: StepHandle, name: str,
                           details: Mapping[str, Any] | None) -> LedgerEntry:
+        name = self.redactor.bound_name(printable(name))
         with self._lock:
             self._ensure_open()
             clean_details = self.redactor.clean(dict(details)) if details else {}

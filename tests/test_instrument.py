@@ -421,3 +421,13 @@ def test_the_exception_event_stays_on_the_step_span_past_128_events(execaudit_ca
     assert [event.name for event in busy.events].count("exception") == 1
     assert busy.events[-1].name in ("exception", "execaudit.step.failed")
     assert "execaudit.step.failed" in [event.name for event in busy.events]
+
+
+def test_huge_names_are_bounded_with_a_marker(execaudit_capture):
+    with execution("p" * 1_000_000) as ex:
+        with ex.step("s" * 1_000_000) as st:
+            st.event("e" * 1_000_000)
+    assert max(len(entry.body) for entry in execaudit_capture.entries()) < 4_000
+    assert "[truncated" in ex.record.plan_id and "[truncated" in ex.record.step_events[0].step_name
+    assert all(len(span.name) < 400 for span in execaudit_capture.spans())
+    assert execaudit_capture.verify().ok
