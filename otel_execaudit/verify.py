@@ -59,11 +59,13 @@ class VerifyReport:
         return dataclasses.asdict(self)
 
 
-def verify(path: str | os.PathLike[str], *, strict: bool = False) -> VerifyReport:
+def verify(path: str | os.PathLike[str], *, strict: bool = False,
+           workers: int | None = None) -> VerifyReport:
     """Check every entry of the ledger at ``path`` without modifying (or creating) the file.
 
     ``strict`` also checks that each body is exactly the canonical form of its parsed value
-    (slower; the hash chain already makes any change after writing visible).
+    (slower; the hash chain already makes any change after writing visible). Ledgers of
+    200,000 entries or more are checked by ``workers`` processes (default: one per core).
     Raises ``LedgerNotFoundError`` if the path does not exist, ``NotALedgerError`` if it is not
     a ledger.
 
@@ -72,7 +74,68 @@ def verify(path: str | os.PathLike[str], *, strict: bool = False) -> VerifyRepor
     path = pathlib.Path(path)
     connection = _open_read_only(path)
     try:
-        return _verify_entries(connection, str(path), strict)
+        last_seq = connection.execute("SELECT max(seq) FROM entries").fetchone()[0]
+        workers = workers or min(os.cpu_count() or 1, MAX_WORKERS)
+        if last_seq is None or last_seq + 1 < PARALLEL_FROM or workers < 2:
+            outcome = _verify_range(connection, str(path), strict, 0, None)
+            return outcome.report(str(path), GENESIS_PREV, 0)
+    finally:
+        connection.close()
+    return _verify_in_parallel(path, strict, last_seq + 1, workers)
+
+
+# Verification is embarrassingly parallel: each part of the chain checks its own entries and
+# links, and the parts meet at one link each, compared afterwards. Below PARALLEL_FROM entries
+# starting worker processes costs more than it saves.
+PARALLEL_FROM = 200_000
+MAX_WORKERS = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class _RangeOutcome:
+    """What one part of the chain showed: how many entries passed, the hash of the last one,
+    the ``prev`` its first entry names (checked against the part before), and the first
+    failure."""
+
+    start: int
+    checked: int
+    head_hash: str | None
+    first_prev: str | None
+    bad_seq: int | None = None
+    reason: str | None = None
+
+    def report(self, path: str, previous: str, checked_before: int) -> VerifyReport:
+        head = self.head_hash if self.checked else (previous if checked_before else None)
+        return VerifyReport(path, self.reason is None, checked_before + self.checked, head,
+                            self.bad_seq, self.reason)
+
+
+def _verify_in_parallel(path: pathlib.Path, strict: bool, count: int,
+                        workers: int) -> VerifyReport:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    bounds = [count * part // workers for part in range(workers + 1)]
+    context = multiprocessing.get_context("spawn")  # no fork: the caller may have threads
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        outcomes = list(pool.map(_verify_part, [str(path)] * workers, [strict] * workers,
+                                 bounds[:-1], bounds[1:]))
+    previous, checked = GENESIS_PREV, 0
+    for outcome in outcomes:
+        if outcome.first_prev is not None and outcome.first_prev != previous:
+            reason = _prev_problem(outcome.start)
+            return VerifyReport(str(path), False, checked, previous if checked else None,
+                                outcome.start, reason)
+        if outcome.reason is not None:
+            return outcome.report(str(path), previous, checked)
+        previous, checked = outcome.head_hash, checked + outcome.checked  # type: ignore[assignment]
+    return VerifyReport(str(path), True, checked, previous, None, None)
+
+
+def _verify_part(path: str, strict: bool, start: int, stop: int) -> _RangeOutcome:
+    connection = _open_read_only(pathlib.Path(path))
+    try:
+        return _verify_range(connection, path, strict, start, stop)
     finally:
         connection.close()
 
@@ -105,16 +168,28 @@ def _open_read_only(path: pathlib.Path) -> sqlite3.Connection:
     return connection
 
 
-def _verify_entries(connection: sqlite3.Connection, path: str, strict: bool) -> VerifyReport:
+def _verify_range(connection: sqlite3.Connection, path: str, strict: bool, start: int,
+                  stop: int | None) -> _RangeOutcome:
+    """Check entries ``start <= seq < stop`` (to the end when ``stop`` is None). The first one's
+    ``prev`` is checked here only from seq 0; otherwise it is returned for the caller."""
     sha256 = hashlib.sha256
     loads = orjson.loads
-    expected_seq = 0
-    previous = GENESIS_PREV
+    expected_seq = start
+    previous: str | None = GENESIS_PREV if start == 0 else None
+    first_prev: str | None = None
 
-    def broken(seq: int, reason: str) -> VerifyReport:
-        return VerifyReport(path, False, expected_seq, None if expected_seq == 0 else previous, seq, reason)
+    def broken(seq: int, reason: str) -> _RangeOutcome:
+        return _RangeOutcome(start, expected_seq - start,
+                             previous if expected_seq > start else None, first_prev, seq, reason)
 
-    rows = connection.execute("SELECT seq, hash, body, execution_id, kind FROM entries ORDER BY seq")
+    if stop is None:
+        rows = connection.execute(
+            "SELECT seq, hash, body, execution_id, kind FROM entries WHERE seq >= ? ORDER BY seq",
+            (start,))
+    else:
+        rows = connection.execute(
+            "SELECT seq, hash, body, execution_id, kind FROM entries WHERE seq >= ? AND seq < ?"
+            " ORDER BY seq", (start, stop))
     try:
         for seq, stored_hash, body, execution_id, kind in rows:
             if seq != expected_seq:
@@ -132,6 +207,8 @@ def _verify_entries(connection: sqlite3.Connection, path: str, strict: bool) -> 
                 return broken(seq, f"body is not valid JSON ({error})")
             if type(fields) is not dict or fields.keys() != ENTRY_FIELDS:
                 return broken(seq, _field_set_problem(fields))
+            if previous is None:  # the first entry of a later part: its link is checked later
+                previous = first_prev = fields["prev"]
             # One combined test for the common case; the precise reason is worked out on failure.
             if not (
                 fields["seq"] == seq
@@ -158,7 +235,12 @@ def _verify_entries(connection: sqlite3.Connection, path: str, strict: bool) -> 
             expected_seq += 1
     except sqlite3.DatabaseError as error:
         return broken(expected_seq, f"the SQLite file is damaged ({error})")
-    return VerifyReport(path, True, expected_seq, None if expected_seq == 0 else previous, None, None)
+    if stop is not None and expected_seq < stop:  # the part ends early: the next entries are gone
+        (following,) = connection.execute("SELECT min(seq) FROM entries WHERE seq > ?",
+                                          (expected_seq,)).fetchone()
+        return broken(expected_seq, f"entry {expected_seq} is missing (the next stored entry is {following})")
+    return _RangeOutcome(start, expected_seq - start,
+                         previous if expected_seq > start else None, first_prev)
 
 
 def _field_set_problem(fields: object) -> str:
@@ -167,6 +249,10 @@ def _field_set_problem(fields: object) -> str:
     missing = sorted(ENTRY_FIELDS - fields.keys())
     unexpected = sorted(fields.keys() - ENTRY_FIELDS)
     return f"body fields are wrong (missing {missing}, unexpected {unexpected})"
+
+
+def _prev_problem(seq: int) -> str:
+    return f"prev does not match the hash of entry {seq - 1}: an entry before it was changed, removed or inserted"
 
 
 def _is_hex(value: object, length: int) -> bool:
@@ -179,7 +265,7 @@ def _entry_problem(fields: dict, seq: int, previous: str, execution_id: object, 
     if fields["prev"] != previous:
         if seq == 0:
             return "prev of entry 0 is not 64 zeros"
-        return f"prev does not match the hash of entry {seq - 1}: an entry before it was changed, removed or inserted"
+        return _prev_problem(seq)
     if fields["execution_id"] != execution_id or fields["kind"] != kind:
         return "the execution_id or kind column differs from the body: a column was changed"
     if type(fields["format"]) is not int or fields["format"] != FORMAT_VERSION:

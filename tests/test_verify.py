@@ -219,3 +219,49 @@ def test_sqlite_file_without_our_meta_is_not_a_ledger(tmp_path):
     (tmp_path / "empty.db").write_bytes(b"")
     with pytest.raises(NotALedgerError):
         verify(tmp_path / "empty.db")
+
+
+# Large ledgers are verified by several processes, each checking a part of the chain; the parts
+# meet at one link each. Whatever the tampering, the result must equal the one-process result.
+
+def _forge_at(seq):
+    return lambda path: rewrite(path, seq, lambda body: body["data"].update(number=-1))
+
+
+PARALLEL_CASES = {
+    "intact": lambda path: None,
+    "forged in the first part": _forge_at(3),
+    "forged last entry of a part": _forge_at(11),
+    "forged first entry of a part": _forge_at(12),
+    "forged in the last part": _forge_at(40),
+    "deleted at a boundary": lambda path: tamper(path, "DELETE FROM entries WHERE seq = 12"),
+    "deleted before a boundary": lambda path: tamper(path, "DELETE FROM entries WHERE seq = 11"),
+    "truncated tail": lambda path: tamper(path, "DELETE FROM entries WHERE seq >= 45"),
+    "hash column changed": lambda path: tamper(
+        path, "UPDATE entries SET hash = ? WHERE seq = 30", "0" * 64),
+    "swapped across a boundary": lambda path: _swap(path, 11, 12),
+}
+
+
+def _swap(path, first, second):
+    first_row, second_row = row(path, first), row(path, second)
+    tamper(path, "UPDATE entries SET hash = ?, body = ? WHERE seq = ?", *second_row, first)
+    tamper(path, "UPDATE entries SET hash = ?, body = ? WHERE seq = ?", *first_row, second)
+
+
+@pytest.mark.parametrize("case", list(PARALLEL_CASES))
+def test_parallel_verification_equals_the_single_process_one(tmp_path, monkeypatch, case):
+    import sys
+
+    verify_module = sys.modules["otel_execaudit.verify"]  # the package exports the function
+
+    path = tmp_path / "ledger.db"
+    with Ledger(path) as ledger:
+        for number in range(48):
+            ledger.append(fields(number))
+    PARALLEL_CASES[case](path)
+    single = verify(path, workers=1)
+    monkeypatch.setattr(verify_module, "PARALLEL_FROM", 10)
+    parallel = verify(path, workers=4)  # parts of 12 entries: 0-11, 12-23, 24-35, 36-47
+    assert parallel == single
+    assert single.ok == (case in ("intact", "truncated tail"))  # see docs: anchor the head
