@@ -3,8 +3,12 @@
 The steps only pretend to touch the world; what they record is real. Run it with
 ``execaudit demo`` (or ``make demo``)::
 
-    >>> from otel_execaudit.demo import run_demo  # doctest: +SKIP
-    >>> records = run_demo()  # doctest: +SKIP
+    >>> import otel_execaudit, tempfile, os
+    >>> _ = otel_execaudit.configure(ledger=os.path.join(tempfile.mkdtemp(), "l.db"),
+    ...                              exporter="none")
+    >>> [record.status.value for record in run_demo()]
+    ['completed', 'completed_partial']
+    >>> otel_execaudit.shutdown()
 """
 
 from __future__ import annotations

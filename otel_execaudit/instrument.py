@@ -237,8 +237,14 @@ def execution(plan_id: str, *, execution_id: str | None = None,
               security: SecurityProvider | None = None) -> Execution:
     """Record one execution of ``plan_id``: a root span and ledger entries for its life.
 
-    >>> with execution("demo-plan", details={"ticket": "OPS-1"}) as ex:  # doctest: +SKIP
+    >>> import otel_execaudit, tempfile, os
+    >>> _ = otel_execaudit.configure(ledger=os.path.join(tempfile.mkdtemp(), "l.db"),
+    ...                              exporter="none")
+    >>> with execution("demo-plan", details={"ticket": "OPS-1"}) as ex:
     ...     pass
+    >>> ex.record.plan_id, ex.status.value
+    ('demo-plan', 'completed')
+    >>> otel_execaudit.shutdown()
     """
     return Execution(plan_id, execution_id=execution_id, mode=mode, details=details,
                      security=security)
@@ -329,8 +335,15 @@ def bind(function: F) -> F:
     ``concurrent.futures`` executors do not::
 
         >>> from concurrent.futures import ThreadPoolExecutor
-        >>> with ThreadPoolExecutor() as pool:  # doctest: +SKIP
-        ...     pool.submit(bind(work), item)
+        >>> import otel_execaudit, tempfile, os
+        >>> _ = otel_execaudit.configure(ledger=os.path.join(tempfile.mkdtemp(), "l.db"),
+        ...                              exporter="none")
+        >>> def work():
+        ...     return current_execution().plan_id
+        >>> with execution("fan-out"), ThreadPoolExecutor() as pool:
+        ...     pool.submit(bind(work)).result()
+        'fan-out'
+        >>> otel_execaudit.shutdown()
     """
     captured = contextvars.copy_context()
 
@@ -352,8 +365,15 @@ def plan(plan_id: str | Callable[..., Any] | None = None, *, capture: Iterable[s
     ``capture`` names the arguments whose (redacted, bounded) values are recorded; nothing is
     captured unless named. Works on plain, async, generator and async-generator functions.
 
-    >>> @plan("nightly-rebalance", capture=["portfolio"])  # doctest: +SKIP
-    ... def rebalance(portfolio, api_key): ...
+    >>> import otel_execaudit, tempfile, os
+    >>> _ = otel_execaudit.configure(ledger=os.path.join(tempfile.mkdtemp(), "l.db"),
+    ...                              exporter="none")
+    >>> @plan("nightly-rebalance", capture=["portfolio"])
+    ... def rebalance(portfolio, api_key):
+    ...     return len(portfolio)
+    >>> rebalance({"ACME": 3}, api_key="never recorded")
+    1
+    >>> otel_execaudit.shutdown()
     """
     if callable(plan_id):  # bare @plan
         return plan()(plan_id)

@@ -4,7 +4,7 @@ When the application has configured structlog, our events go through its configu
 has not, they go to standard error (never standard output, which may carry a program's data)::
 
     >>> log = get_logger()
-    >>> log.warning("export failing", spans_failed=3)  # doctest: +SKIP
+    >>> log.warning("export failing", spans_failed=3)  # written to standard error
 
 Values logged here are already redacted: they are the same values the ledger records.
 """
