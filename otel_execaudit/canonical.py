@@ -117,18 +117,8 @@ def leaf_hash_hex(body: bytes) -> str:
 
 
 def _is_plain_object(mapping: dict) -> bool:
-    for item in mapping.values():
-        kind = type(item)
-        if kind in _PLAIN_LEAF_TYPES:
-            continue
-        if kind is dict:
-            if not _is_plain_object(item):
-                return False
-        elif kind is list or kind is tuple:
-            if not _is_plain_array(item):
-                return False
-        else:
-            return False
+    if not _are_plain(mapping.values()):
+        return False
     try:
         keys = "".join(mapping)
     except TypeError:
@@ -136,7 +126,7 @@ def _is_plain_object(mapping: dict) -> bool:
     return keys.isascii() or max(keys) < _FIRST_CHARACTER_SORTED_DIFFERENTLY
 
 
-def _is_plain_array(items: list | tuple) -> bool:
+def _are_plain(items: Any) -> bool:
     for item in items:
         kind = type(item)
         if kind in _PLAIN_LEAF_TYPES:
@@ -145,7 +135,7 @@ def _is_plain_array(items: list | tuple) -> bool:
             if not _is_plain_object(item):
                 return False
         elif kind is list or kind is tuple:
-            if not _is_plain_array(item):
+            if not _are_plain(item):
                 return False
         else:
             return False

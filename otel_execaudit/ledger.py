@@ -336,14 +336,9 @@ class Ledger:
                 return
             self._closed = True
             self._wake.notify_all()
-            connection, self._connection, self._inserter = self._connection, None, None
-            if connection is None:
-                return
-            try:
-                if self._in_group:
-                    self._commit_group(connection)
-            finally:
-                connection.close()
+            failure = self._commit_and_close()
+            if failure is not None:
+                raise failure
             if self._failure is not None:
                 self._raise_failure()
         finally:
@@ -353,15 +348,21 @@ class Ledger:
     def _detach_before_fork(self) -> None:
         """Commit and close before fork(): SQLite's in-process lock state must not be inherited."""
         self._lock.acquire()
+        self._failure = self._commit_and_close() or self._failure
+
+    def _commit_and_close(self) -> LedgerWriteError | None:
+        """Commit the open group and close the connection; return the commit's failure."""
         connection, self._connection, self._inserter = self._connection, None, None
         if connection is None:
-            return
+            return None
         try:
             if self._in_group:
                 self._commit_group(connection)
         except LedgerWriteError as error:
-            self._failure = error
-        connection.close()
+            return error
+        finally:
+            connection.close()
+        return None
 
 
 def _run_committer(ledger: Ledger) -> None:
