@@ -71,11 +71,8 @@ class _Scope:
     _token: object = None
     _otel_token: object = None
 
-    def __aenter__(self) -> Any:
-        return self._async(self.__enter__())
-
-    async def _async(self, value: Any) -> Any:
-        return value
+    async def __aenter__(self) -> Any:
+        return self.__enter__()
 
     async def __aexit__(self, *exc_info: Any) -> bool:
         return self.__exit__(*exc_info)
@@ -86,16 +83,20 @@ class _Scope:
         self._otel_token = otel_context.attach(otel)
 
     def _detach(self, variable: contextvars.ContextVar[Any]) -> None:
-        # Generators and async generators may finish in another context than they started in;
-        # detaching there is a harmless no-op, never an error for the user.
         try:
             otel_context.detach(self._otel_token)  # type: ignore[arg-type]
         except Exception:
             pass
-        try:
-            variable.reset(self._token)  # type: ignore[arg-type]
-        except (ValueError, RuntimeError):
-            variable.set(None)
+        _reset(variable, self._token)
+
+
+def _reset(variable: contextvars.ContextVar[Any], token: Any) -> None:
+    """Undo a ``set``. A scope exited in another context than it entered (a generator closed
+    by the garbage collector) leaves that context alone: it never held our value."""
+    try:
+        variable.reset(token)
+    except (ValueError, RuntimeError):
+        pass
 
 
 class Step(_Scope):
@@ -182,10 +183,7 @@ class Execution(_Scope):
         return self
 
     def __exit__(self, error_type: Any, error: BaseException | None, tb: Any) -> bool:
-        try:
-            _current_step.reset(self._step_token)
-        except (ValueError, RuntimeError):
-            _current_step.set(None)
+        _reset(_current_step, self._step_token)
         self._detach(_current_execution)
         observer = self.observer
         if observer is None or observer.ended:  # e.g. already INCOMPLETE after an escalation

@@ -25,7 +25,6 @@ PARENT_EXECUTION_ID = "execaudit.parent_execution_id"
 MODE = "execaudit.mode"
 STATUS = "execaudit.status"
 STEP_INDEX = "execaudit.step.index"
-STEP_NAME = "execaudit.step.name"
 LEDGER_SEQ = "execaudit.ledger.seq"
 LEDGER_ENTRY_HASH = "execaudit.ledger.entry_hash"
 CONTINUATION = "execaudit.continuation"
@@ -46,7 +45,3 @@ def workflow_span_name(plan_id: str) -> str:
 
 def tool_span_name(step_name: str) -> str:
     return f"execute_tool {step_name}"
-
-
-def guardrail_span_name(guard_name: str) -> str:
-    return f"apply_guardrail {guard_name}"
