@@ -5,21 +5,30 @@
     $ execaudit demo                 # run the bundled example, print what happened
     $ execaudit verify               # check the default ledger; exit 0 intact, 1 tampered, 2 missing
     $ execaudit verify ledger.db --json
+    $ execaudit plan plan.yaml --adapters my_adapters      # the dry run and its plan hash
+    $ execaudit execute plan.yaml --client-id 1            # DRY_RUN unless --live is given
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from otel_execaudit.errors import LedgerError, LedgerNotFoundError, NotALedgerError
+from otel_execaudit.errors import (
+    ExecAuditError,
+    LedgerError,
+    LedgerNotFoundError,
+    NotALedgerError,
+)
 from otel_execaudit.ledger import default_ledger_path
 from otel_execaudit.records import ExecutionRecord, ExecutionStatus, StepEventType
 from otel_execaudit.verify import VerifyReport, verify
@@ -29,7 +38,7 @@ EXIT_INTACT, EXIT_TAMPERED, EXIT_UNREADABLE = 0, 1, 2
 _STATUS_STYLE = {
     ExecutionStatus.COMPLETED: "green", ExecutionStatus.COMPLETED_PARTIAL: "yellow",
     ExecutionStatus.FAILED: "red", ExecutionStatus.INCOMPLETE: "red",
-    ExecutionStatus.CANCELLED: "yellow", ExecutionStatus.STARTED: "cyan",
+    ExecutionStatus.CANCELLED: "yellow", ExecutionStatus.BLOCKED: "red", ExecutionStatus.STARTED: "cyan",
 }
 _EVENT_MARK = {StepEventType.COMPLETED: "[green]✓[/]", StepEventType.FAILED: "[red]✗[/]",
                StepEventType.CANCELLED: "[yellow]○[/]", StepEventType.STARTED: "·"}
@@ -166,3 +175,133 @@ def render_record(console: Console, record: ExecutionRecord) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+# -- the executor ------------------------------------------------------------------------------
+
+EXIT_SUCCESS, EXIT_FAILED, EXIT_CHANGES_PENDING, EXIT_BLOCKED = 0, 1, 2, 3
+
+
+def _executor_options(function: Any) -> Any:
+    options = [
+        click.argument("plan_path", metavar="PLAN",
+                       type=click.Path(dir_okay=False, path_type=Path)),
+        click.option("--adapters", "adapter_modules", multiple=True, metavar="MODULE",
+                     help="Import this module (dotted name or .py path) for its @adapter "
+                          "functions. Repeatable."),
+        click.option("--client-id", help="Tenant id: a positive integer (required by the "
+                                         "TenantContext guard)."),
+        click.option("--strategy-id", help="Strategy whose limits apply (the plan's "
+                                           "strategies section)."),
+        click.option("--json", "as_json", is_flag=True,
+                     help="Print the result as JSON (format otel-execaudit.result/1)."),
+        click.option("--detailed-exitcode", is_flag=True,
+                     help="Exit 0 success, 1 failed or error, 2 dry run with changes pending, "
+                          "3 blocked by a guard."),
+        click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Ledger file (default: $EXECAUDIT_LEDGER or ./.execaudit/ledger.db)."),
+        click.option("--exporter", type=click.Choice(["console", "otlp", "none"]), default=None,
+                     help="Where spans go. Default: otlp when OTEL_EXPORTER_OTLP_ENDPOINT is "
+                          "set, else none."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+@main.command("plan")
+@_executor_options
+def plan_command(plan_path: Path, adapter_modules: tuple[str, ...], client_id: str | None,
+                 strategy_id: str | None, as_json: bool, detailed_exitcode: bool,
+                 ledger_path: Path | None, exporter: str | None) -> None:
+    """Dry-run PLAN: run every guard, simulate every step that would act, print the report
+    and the plan hash a pinned LIVE run must present (--plan-hash)."""
+    _run_executor(plan_path, adapter_modules, as_json, detailed_exitcode, ledger_path,
+                  exporter, client_id=client_id, strategy_id=strategy_id, mode="DRY_RUN",
+                  hint=True)
+
+
+@main.command("execute")
+@_executor_options
+@click.option("--live", is_flag=True, help="Perform the actions for real (default: DRY_RUN).")
+@click.option("--acknowledge-risk", is_flag=True, help="Acknowledge the risk of a LIVE run.")
+@click.option("--validated", is_flag=True, help="The plan went through validation.")
+@click.option("--validation-passed", is_flag=True, help="That validation passed.")
+@click.option("--plan-hash", help="Refuse to run unless the plan still has this hash "
+                                  "(printed by `execaudit plan`).")
+@click.option("--execution-id", help="Id of this execution; reuse it to replay a run without "
+                                     "counting its limits twice.")
+def execute_command(plan_path: Path, adapter_modules: tuple[str, ...], client_id: str | None,
+                    strategy_id: str | None, as_json: bool, detailed_exitcode: bool,
+                    ledger_path: Path | None, exporter: str | None, live: bool,
+                    acknowledge_risk: bool, validated: bool, validation_passed: bool,
+                    plan_hash: str | None, execution_id: str | None) -> None:
+    """Execute PLAN, safe by default: DRY_RUN unless --live, and LIVE only with
+    --acknowledge-risk, --validated and --validation-passed and every other guard passing.
+
+    Exit 0 on success, 1 when blocked or failed (see --detailed-exitcode).
+    """
+    _run_executor(plan_path, adapter_modules, as_json, detailed_exitcode, ledger_path,
+                  exporter, client_id=client_id, strategy_id=strategy_id,
+                  mode="LIVE" if live else "DRY_RUN", acknowledge_risk=acknowledge_risk,
+                  validated=validated, validation_passed=validation_passed,
+                  plan_hash=plan_hash, execution_id=execution_id, hint=False)
+
+
+def _run_executor(plan_path: Path, adapter_modules: tuple[str, ...], as_json: bool,
+                  detailed_exitcode: bool, ledger_path: Path | None, exporter: str | None, *,
+                  client_id: str | None, hint: bool, **options: Any) -> None:
+    from otel_execaudit.adapters import load_adapters
+    from otel_execaudit.executor import Executor
+    from otel_execaudit.plans import load_plan
+    from otel_execaudit.runtime import configure, shutdown
+
+    try:
+        for module in adapter_modules:
+            load_adapters(module)
+        plan = load_plan(plan_path)
+        if exporter is None:
+            exporter = "otlp" if (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or
+                                  os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")) else "none"
+        configure(ledger=ledger_path, exporter=exporter,
+                  service_name=os.environ.get("OTEL_SERVICE_NAME", "execaudit"))
+        try:
+            result = Executor().run(plan, client_id=_client_id(client_id), **options)
+        finally:
+            shutdown()
+    except ExecAuditError as error:
+        click.echo(f"execaudit: {error}", err=True)
+        sys.exit(EXIT_FAILED)
+    if as_json:
+        click.echo(result.to_json())
+    else:
+        click.echo(result.to_human_readable())
+        if hint and result.is_success():
+            words = ["execaudit", "execute", str(plan_path), "--client-id", str(client_id)]
+            for module in adapter_modules:
+                words += ["--adapters", module]
+            if options.get("strategy_id") is not None:
+                words += ["--strategy-id", str(options["strategy_id"])]
+            words += ["--live", "--acknowledge-risk", "--validated", "--validation-passed",
+                      "--plan-hash", str(result.plan_hash)]
+            click.echo("\nTo run it LIVE, pinned to what you just reviewed:\n  "
+                       + shlex.join(words))
+    sys.exit(_exit_code(result, detailed_exitcode))
+
+
+def _client_id(text: str | None) -> int | str | None:
+    """An integer if it is one; otherwise as given, for the TenantContext guard to refuse."""
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def _exit_code(result: Any, detailed: bool) -> int:
+    if result.is_success():
+        return EXIT_CHANGES_PENDING if detailed and result.changes_pending else EXIT_SUCCESS
+    if detailed and result.is_blocked():
+        return EXIT_BLOCKED
+    return EXIT_FAILED

@@ -47,3 +47,11 @@ class ExecutionEndedError(RecordingError):
 
 class SecurityEscalationError(ExecAuditError):
     """The security state degraded between steps; the execution stopped as INCOMPLETE."""
+
+
+class PlanError(ConfigurationError):
+    """A plan cannot be loaded or is not well formed; the message names the step and field."""
+
+
+class AdapterError(ConfigurationError):
+    """An adapter cannot be registered or a module of adapters cannot be imported."""

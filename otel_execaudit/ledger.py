@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -154,28 +154,89 @@ class Ledger:
             elif time.monotonic() >= self._deadline:
                 self._commit_group(inserter.connection)
                 self._begin_group(inserter.connection)
-            seq = self._tail_seq + 1
-            entry["seq"] = seq
-            entry["prev"] = self._tail_hash
-            try:
-                body = canonical_entry_bytes(entry)
-            except CanonicalizationError as error:
-                raise LedgerWriteError(
-                    f"entry not appended to ledger {self.path}: {error}. Pass only JSON values in data."
-                ) from error
-            digest = leaf_hash_hex(body)
-            # Rows wait in memory and go in with one executemany when the group commits (a
-            # quarter of the cost of one INSERT each). An uncommitted group is lost in a crash
-            # either way, so this changes no guarantee; reads flush first, so they see it.
-            self._pending.append((seq, digest, body, entry["execution_id"], entry["kind"]))
-            self._tail_seq = seq
-            self._tail_hash = digest
-            self._group_size += 1
+            stored = self._stage(entry)
             if self.durability is Durability.FULL or self._group_size >= GROUP_SIZE_CAP:
                 self._commit_group(inserter.connection, last_is_current=True)
         finally:
             self._lock.release()
+        return stored
+
+    def transact(self, work: Callable[[sqlite3.Connection], Mapping[str, Any]]) -> LedgerEntry:
+        """Run ``work(connection)`` inside the ledger's write transaction, append the entry it
+        returns, and commit both together before returning (fsynced per durability).
+
+        This is how state kept beside the chain (limit counters) changes atomically with the
+        entry that records the change: both are committed, or neither. If ``work`` raises, its
+        changes are rolled back, nothing is appended, and the error propagates.
+
+        Example: ``ledger.transact(lambda connection: {"kind": "limits.consumed", ...})``
+        """
+        self._acquire()
+        try:
+            if self._failure is not None:
+                self._raise_failure()
+            connection = (self._inserter or self._usable_inserter()).connection
+            if not self._in_group:
+                self._begin_group(connection)
+            try:
+                self._flush_pending(connection)
+                connection.execute("SAVEPOINT work")
+            except sqlite3.Error as error:
+                self._commit_group(connection)  # keeps what is pending, or reports it lost
+                raise write_error(self.path, error, self.lock_timeout, refused=True) from error
+            tail = (self._tail_seq, self._tail_hash, self._group_size, len(self._pending))
+            try:
+                entry = validate_caller_fields(work(connection), self.path)
+                stored = self._stage(entry)
+                connection.execute("RELEASE work")
+            except BaseException:
+                self._tail_seq, self._tail_hash, self._group_size, staged = tail
+                del self._pending[staged:]
+                self._roll_back_work(connection)
+                raise
+            self._commit_group(connection, last_is_current=True)
+        finally:
+            self._lock.release()
+        return stored
+
+    def read(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run the read-only ``work(connection)`` on the ledger's connection and return its
+        result; it sees everything appended so far. Example: ``ledger.read(count_rows)``."""
+        with self._lock:
+            connection = self._usable_inserter().connection
+            if self._pending:
+                self._commit_group(connection)
+            return work(connection)
+
+    def _stage(self, entry: dict[str, Any]) -> LedgerEntry:
+        """Give ``entry`` its place at the tail of the open group; the row waits in memory."""
+        seq = self._tail_seq + 1
+        entry["seq"] = seq
+        entry["prev"] = self._tail_hash
+        try:
+            body = canonical_entry_bytes(entry)
+        except CanonicalizationError as error:
+            raise LedgerWriteError(
+                f"entry not appended to ledger {self.path}: {error}. Pass only JSON values in data."
+            ) from error
+        digest = leaf_hash_hex(body)
+        # Rows wait in memory and go in with one executemany when the group commits (a
+        # quarter of the cost of one INSERT each). An uncommitted group is lost in a crash
+        # either way, so this changes no guarantee; reads flush first, so they see it.
+        self._pending.append((seq, digest, body, entry["execution_id"], entry["kind"]))
+        self._tail_seq = seq
+        self._tail_hash = digest
+        self._group_size += 1
         return LedgerEntry(seq, digest, body)
+
+    def _roll_back_work(self, connection: sqlite3.Connection) -> None:
+        try:
+            connection.execute("ROLLBACK TO work")
+            connection.execute("RELEASE work")
+        except sqlite3.Error:  # the whole group is gone: say so on the next write
+            self._pending.clear()
+            rollback_quietly(connection)
+            self._in_group = False
 
     def sync(self) -> None:
         """Commit (and fsync, per durability) everything appended so far. Example: ``ledger.sync()``."""

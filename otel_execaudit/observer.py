@@ -21,6 +21,7 @@ into the execution or change its result)::
 
 from __future__ import annotations
 
+import random
 import threading
 import traceback as traceback_module
 from datetime import timezone
@@ -183,7 +184,7 @@ class ExecutionObserver:
         self._pre = self._read_security()
 
         name = semantic.workflow_span_name(plan_id)
-        span = self._start_span(name, parent_context, {
+        span = self._root_span(name, parent_context, {
             semantic.OPERATION_NAME: "invoke_workflow",
             semantic.OPENINFERENCE_KIND: "CHAIN",
             semantic.EXECUTION_ID: self.execution_id,
@@ -250,6 +251,60 @@ class ExecutionObserver:
 
     def mark_cancelled(self, reason: str | BaseException | None = None) -> None:
         self._end(ExecutionStatus.CANCELLED, reason or "cancelled")
+
+    def mark_blocked(self, reason: str | None = None) -> None:
+        self._end(ExecutionStatus.BLOCKED, reason or "blocked by a guard")
+
+    # ----- guards and other audited facts ---------------------------------------------------
+
+    def record_guard(self, guard: str, decision: str, data: Mapping[str, Any], *,
+                     stage: str = "preflight", parent: StepHandle | None = None,
+                     error: BaseException | None = None) -> LedgerEntry:
+        """Record one guard evaluation as an ``apply_guardrail {guard}`` span and a
+        ``guard.evaluated`` ledger entry; ``decision`` is allow, warn or deny."""
+        guard = self.redactor.bound_name(printable(guard))
+        with self._lock:
+            self._ensure_open()
+            clean = self.redactor.clean(dict(data))
+            span_name = semantic.guard_span_name(guard)
+            span = self._start_span(span_name, (parent or self).context, {
+                semantic.OPERATION_NAME: "apply_guardrail",
+                semantic.OPENINFERENCE_KIND: "GUARDRAIL",
+                semantic.GUARD_NAME: guard,
+                semantic.GUARD_DECISION: decision,
+                semantic.GUARD_STAGE: stage,
+                semantic.EXECUTION_ID: self.execution_id,
+            })
+            channel = SpanChannel(self.tracer, span, span_name, self.root.limit)
+            trace_id, span_id = hex_ids(span)
+            try:
+                entry = self._append("guard.evaluated", trace_id or self.trace_id,
+                                     span_id or self.span_id,
+                                     {"guard": guard, "decision": decision, "stage": stage,
+                                      "step_index": parent.index if parent else None, **clean})
+                attributes = {semantic.LEDGER_SEQ: entry.seq,
+                              semantic.LEDGER_ENTRY_HASH: entry.hash,
+                              semantic.GUARD_MESSAGE: str(clean.get("message", ""))}
+                safe(span.set_attributes, attributes)
+                if error is not None:
+                    self._record_error(channel, describe_failure(self.redactor, error))
+            finally:
+                channel.end()
+            return entry
+
+    def record(self, kind: str, data: Mapping[str, Any], *,
+               step: StepHandle | None = None, event: str | None = None) -> LedgerEntry:
+        """Append a ledger entry of ``kind`` on the execution (or on ``step``), mirrored as a
+        span event named ``event`` (default: the kind)."""
+        with self._lock:
+            self._ensure_open()
+            owner = step if step is not None else self
+            clean = self.redactor.clean(dict(data))
+            entry = self._append(kind, owner.trace_id, owner.span_id, clean)
+            owner.channel.add_event(event or kind, {
+                semantic.LEDGER_SEQ: entry.seq, semantic.LEDGER_ENTRY_HASH: entry.hash,
+                semantic.DETAILS: json_text(clean)})
+            return entry
 
     def get_execution_record(self, live_mode_state: str | None = None) -> ExecutionRecord:
         """An immutable snapshot of everything recorded so far."""
@@ -512,6 +567,17 @@ class ExecutionObserver:
     def _sync_if_live(self) -> None:
         if self.mode is ExecutionMode.LIVE:
             self.ledger.sync()
+
+    def _root_span(self, name: str, parent: otel_context.Context | None,
+                   attributes: dict[str, Any]) -> Span:
+        span = self._start_span(name, parent, attributes)
+        if span.get_span_context().is_valid:
+            return span
+        # Telemetry is off (a no-op tracer): the execution still gets ids of its own, so that
+        # ledger entries, terminal events and downstream calls correlate the same way.
+        return trace.NonRecordingSpan(trace.SpanContext(
+            trace_id=random.getrandbits(128) or 1, span_id=random.getrandbits(64) or 1,
+            is_remote=False))
 
     def _start_span(self, name: str, parent: otel_context.Context | None,
                     attributes: dict[str, Any]) -> Span:

@@ -35,6 +35,7 @@ class ExecutionStatus(str, enum.Enum):
     FAILED = "failed"
     INCOMPLETE = "incomplete"  # stopped because the security state degraded
     CANCELLED = "cancelled"  # CancelledError, KeyboardInterrupt or GeneratorExit
+    BLOCKED = "blocked"  # a guard denied it before any step ran
 
 
 class StepEventType(str, enum.Enum):

@@ -32,6 +32,11 @@ SIDE_EFFECT_CATEGORY = "execaudit.side_effect.category"
 SIDE_EFFECT_DESCRIPTION = "execaudit.side_effect.description"
 SIDE_EFFECT_REVERSIBLE = "execaudit.side_effect.reversible"
 DETAILS = "execaudit.details"
+GUARD_NAME = "gen_ai.guardrail.name"
+GUARD_DECISION = "execaudit.guard.decision"  # allow, warn or deny
+GUARD_SEVERITY = "execaudit.guard.severity"
+GUARD_MESSAGE = "execaudit.guard.message"
+GUARD_STAGE = "execaudit.guard.stage"  # preflight, or recheck before a LIVE action
 
 # Span event names
 EVENT_STEP = "execaudit.step.{}"  # started, completed, failed, cancelled
@@ -45,3 +50,7 @@ def workflow_span_name(plan_id: str) -> str:
 
 def tool_span_name(step_name: str) -> str:
     return f"execute_tool {step_name}"
+
+
+def guard_span_name(guard: str) -> str:
+    return f"apply_guardrail {guard}"

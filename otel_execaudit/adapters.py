@@ -1,0 +1,231 @@
+"""Adapters: the functions that act on the world, one per ``action_type``.
+
+An adapter receives an :class:`ActionContext` (the step's params, the mode, and a way to report
+what it changed) and returns an :class:`ActionOutcome`, a mapping of result details, or None::
+
+    >>> from otel_execaudit.adapters import AdapterRegistry, ActionOutcome
+    >>> registry = AdapterRegistry()
+    >>> @registry.adapter("place_order")
+    ... def place_order(context):
+    ...     context.side_effect("network", f"order for {context.params['symbol']}",
+    ...                         reversible=False)
+    ...     return ActionOutcome.success("order placed", order_id="o-1")
+    >>> registry.get("place_order").name
+    'otel_execaudit.adapters.place_order'
+
+The module-level :func:`adapter` registers into the default registry, which also loads adapters
+published by installed packages under the ``otel_execaudit.adapters`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+import threading
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Callable, Mapping
+
+from otel_execaudit.errors import AdapterError
+from otel_execaudit.records import ExecutionMode, SideEffectCategory, frozen
+
+__all__ = ["ActionContext", "ActionOutcome", "Adapter", "AdapterRegistry", "adapter",
+           "default_registry", "load_adapters"]
+
+ENTRY_POINT_GROUP = "otel_execaudit.adapters"
+_ERROR_CODE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+@dataclass(frozen=True)
+class ActionOutcome:
+    """What an adapter reports: success, or an explicit failure with an ``error_code``.
+
+    >>> ActionOutcome.failure("insufficient_funds", "balance below order notional").ok
+    False
+    """
+
+    ok: bool
+    result: str = ""
+    details: Mapping[str, Any] = field(default_factory=dict)
+    error_code: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "details", frozen(self.details))
+
+    @classmethod
+    def success(cls, result: str = "", **details: Any) -> ActionOutcome:
+        return cls(True, result, details)
+
+    @classmethod
+    def failure(cls, error_code: str, result: str = "", **details: Any) -> ActionOutcome:
+        return cls(False, result or error_code, details, error_code)
+
+
+class ActionContext:
+    """What an adapter sees: the step, its ``params``, the ``mode``, and the recorder.
+
+    ``side_effect()`` reports a change the adapter made; one the step did not declare is a
+    violation. ``event()`` adds a note to the step's audit trail.
+    """
+
+    def __init__(self, *, step: Any, mode: ExecutionMode, execution_id: str,
+                 trace_id: str | None, client_id: Any, strategy_id: Any,
+                 record_effect: Callable[..., Any], record_event: Callable[..., Any]) -> None:
+        self.step = step
+        self.params: Mapping[str, Any] = step.params
+        self.mode = mode
+        self.execution_id = execution_id
+        self.trace_id = trace_id
+        self.client_id = client_id
+        self.strategy_id = strategy_id
+        self._record_effect = record_effect
+        self._record_event = record_event
+
+    @property
+    def live(self) -> bool:
+        return self.mode is ExecutionMode.LIVE
+
+    def side_effect(self, category: SideEffectCategory | str, description: str,
+                    reversible: bool = True, **details: Any) -> None:
+        """Report a change this action made to the world (recorded in ledger and span)."""
+        self._record_effect(category, description, reversible, details)
+
+    def event(self, name: str, **details: Any) -> None:
+        """Add a named note to the step's audit trail."""
+        self._record_event(name, details)
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """A registered adapter: its ``action_type``, the function, and an optional simulator
+    that says what the action would do in DRY_RUN (used instead of calling the function)."""
+
+    action_type: str
+    function: Callable[[ActionContext], Any]
+    simulator: Callable[[ActionContext], str] | None = None
+
+    @property
+    def name(self) -> str:
+        function = self.function
+        return f"{getattr(function, '__module__', '?')}.{getattr(function, '__qualname__', '?')}"
+
+    def __call__(self, context: ActionContext) -> Any:
+        return self.function(context)
+
+
+class AdapterRegistry:
+    """Adapters by action type. Registering a second adapter for a type is an error."""
+
+    def __init__(self, *, entry_points: bool = False) -> None:
+        self._adapters: dict[str, Adapter] = {}
+        self._lock = threading.Lock()
+        self._entry_points_pending = entry_points
+
+    def adapter(self, action_type: str, *,
+                simulate: Callable[[ActionContext], str] | None = None,
+                ) -> Callable[[Callable[[ActionContext], Any]], Callable[[ActionContext], Any]]:
+        """Register the decorated function for ``action_type``; returns the function unchanged.
+
+        ``simulate(context) -> str`` describes what the action would do, for DRY_RUN reports.
+        """
+        if not isinstance(action_type, str) or not action_type.strip():
+            raise AdapterError("an adapter needs a non-empty action_type, "
+                               'for example @adapter("place_order").')
+
+        def register(function: Callable[[ActionContext], Any]) -> Callable[[ActionContext], Any]:
+            if not callable(function):
+                raise AdapterError(f"@adapter({action_type!r}) must decorate a function.")
+            self.register(Adapter(action_type, function, simulate))
+            return function
+
+        return register
+
+    def register(self, adapter: Adapter) -> None:
+        with self._lock:
+            existing = self._adapters.get(adapter.action_type)
+            if existing is not None and existing.function is not adapter.function:
+                if existing.name != adapter.name:  # re-importing the same module is harmless
+                    raise AdapterError(
+                        f"action_type {adapter.action_type!r} already has adapter "
+                        f"{existing.name}; {adapter.name} cannot also register it. "
+                        "Use a distinct action_type or unregister the first.")
+            self._adapters[adapter.action_type] = adapter
+
+    def unregister(self, action_type: str) -> None:
+        with self._lock:
+            self._adapters.pop(action_type, None)
+
+    def get(self, action_type: str) -> Adapter | None:
+        """The adapter for ``action_type``, or None if there is none."""
+        self._load_entry_points()
+        return self._adapters.get(action_type)
+
+    def action_types(self) -> list[str]:
+        self._load_entry_points()
+        return sorted(self._adapters)
+
+    def _load_entry_points(self) -> None:
+        if not self._entry_points_pending:
+            return
+        with self._lock:
+            if not self._entry_points_pending:
+                return
+            self._entry_points_pending = False
+        for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                loaded = entry_point.load()  # a module of @adapter functions, or one function
+            except Exception as error:
+                raise AdapterError(
+                    f"cannot load adapters from entry point {entry_point.name!r} "
+                    f"({entry_point.value}): {type(error).__name__}: {error}. Fix or uninstall "
+                    "the package that publishes it.") from error
+            if callable(loaded) and not isinstance(loaded, type(sys)):
+                self.register(Adapter(entry_point.name, loaded))
+
+
+default_registry = AdapterRegistry(entry_points=True)
+
+
+def adapter(action_type: str, *, simulate: Callable[[ActionContext], str] | None = None,
+            ) -> Callable[[Callable[[ActionContext], Any]], Callable[[ActionContext], Any]]:
+    """Register the decorated function as the adapter for ``action_type`` (default registry).
+
+    >>> @adapter("doc_example_send_email", simulate=lambda context: "would send 1 email")
+    ... def send_email(context):
+    ...     return {"sent": True}
+    >>> default_registry.get("doc_example_send_email").simulator is not None
+    True
+    >>> default_registry.unregister("doc_example_send_email")
+    """
+    return default_registry.adapter(action_type, simulate=simulate)
+
+
+def load_adapters(module: str) -> None:
+    """Import ``module`` (a dotted name, or a path to a ``.py`` file) so its ``@adapter``
+    functions register. Raises ``AdapterError`` saying what to fix."""
+    try:
+        if module.endswith(".py"):
+            from importlib.util import module_from_spec, spec_from_file_location
+            from pathlib import Path
+
+            path = Path(module)
+            spec = spec_from_file_location(path.stem, path)
+            if spec is None or spec.loader is None or not path.is_file():
+                raise FileNotFoundError(f"no such file {module}")
+            loaded = module_from_spec(spec)
+            sys.modules[path.stem] = loaded
+            spec.loader.exec_module(loaded)
+        else:
+            importlib.import_module(module)
+    except AdapterError:
+        raise
+    except Exception as error:
+        raise AdapterError(
+            f"cannot import adapters module {module!r}: {type(error).__name__}: {error}. "
+            "Pass a dotted module name importable from here, or a path to a .py file.") from error
+
+
+def error_code(value: Any, default: str) -> str:
+    """An adapter's error code as it may appear in a terminal event: short, no free text."""
+    return value if isinstance(value, str) and _ERROR_CODE.fullmatch(value) else default

@@ -1,0 +1,312 @@
+"""Guards: the safety checks every execution passes before it may act.
+
+A guard looks at a :class:`GuardContext` and returns an :class:`ExecutionGuard` verdict. A
+failing guard of severity ``deny`` blocks the execution; one of severity ``warn`` is recorded
+and reported but does not block. All guards always run, so a report shows every reason at once.
+A guard that raises, times out or returns something else counts as deny: guards fail closed::
+
+    >>> from otel_execaudit.plans import load_plan
+    >>> plan = load_plan({"plan_id": "p", "steps": [{"name": "s", "action_type": "noop"}]})
+    >>> context = GuardContext(plan=plan, mode=ExecutionMode.LIVE, client_id=1)
+    >>> [verdict.decision for verdict in evaluate(default_guards(), context)]
+    ['allow', 'deny', 'deny', 'allow']
+"""
+
+from __future__ import annotations
+
+import contextvars
+import enum
+import threading
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterable, Mapping, Protocol, runtime_checkable
+
+from otel_execaudit.limits import exceeded
+from otel_execaudit.plans import Plan, PlanStep
+from otel_execaudit.records import ExecutionMode, frozen, thawed
+
+__all__ = ["AcknowledgementGuard", "ExecutionGuard", "ExecutionLimitsGuard", "Guard",
+           "GuardContext", "PlanPinGuard", "Severity", "TenantContextGuard",
+           "ValidationRequiredGuard", "default_guards", "evaluate"]
+
+DEFAULT_GUARD_TIMEOUT = 5.0
+
+
+class Severity(str, enum.Enum):
+    DENY = "deny"  # a failure blocks the execution
+    WARN = "warn"  # a failure is recorded and reported, and the execution goes on
+
+
+@dataclass(frozen=True)
+class ExecutionGuard:
+    """One guard's verdict (the seed's name): passed or not, why, and with what severity."""
+
+    name: str
+    passed: bool
+    message: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+    severity: Severity = Severity.DENY
+    stage: str = "preflight"  # or "recheck", just before a LIVE action
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "details", frozen(self.details))
+
+    @property
+    def decision(self) -> str:
+        """``allow``, ``warn`` (failed, but only warns) or ``deny``."""
+        if self.passed:
+            return "allow"
+        return "warn" if self.severity is Severity.WARN else "deny"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "passed": self.passed, "message": self.message,
+                "details": thawed(self.details), "severity": self.severity.value,
+                "decision": self.decision, "stage": self.stage}
+
+
+@dataclass(frozen=True)
+class GuardContext:
+    """Everything a guard may look at. ``step`` is set when guards are checked again just
+    before a LIVE action; ``usage`` returns today's limit usage for the tenant."""
+
+    plan: Plan
+    mode: ExecutionMode = ExecutionMode.DRY_RUN
+    client_id: Any = None
+    strategy_id: str | None = None
+    validated: bool = False
+    validation_passed: bool = False
+    acknowledge_risk: bool = False
+    plan_hash: str | None = None
+    expected_plan_hash: str | None = None
+    step: PlanStep | None = None
+    usage: Callable[[], Mapping[str, float]] = field(default=lambda: {}, repr=False)
+
+    @property
+    def live(self) -> bool:
+        return self.mode is ExecutionMode.LIVE
+
+    @property
+    def scope(self) -> str:
+        """Whose limits: the tenant, and the strategy if there is one."""
+        strategy = f"/strategy:{self.strategy_id}" if self.strategy_id is not None else ""
+        return f"client:{self.client_id}{strategy}"
+
+    def planned(self) -> dict[str, float]:
+        """What the step about to act (or, before the first, the whole plan) will consume."""
+        steps = (self.step,) if self.step is not None else self.plan.steps
+        totals: dict[str, float] = {}
+        for step in steps:
+            for name, amount in step.consumption.items():
+                totals[name] = totals.get(name, 0) + amount
+        return totals
+
+
+@runtime_checkable
+class Guard(Protocol):
+    """What a guard is: a ``name``, a ``severity`` and a ``check``. ``config()`` (optional)
+    returns the settings that go into the plan hash, so changing them makes a pinned plan stale.
+
+    >>> class BusinessHours:
+    ...     name, severity = "BusinessHours", Severity.WARN
+    ...     def check(self, context):
+    ...         return ExecutionGuard(self.name, True, "inside business hours")
+    >>> isinstance(BusinessHours(), Guard)
+    True
+    """
+
+    name: str
+    severity: Severity
+
+    def check(self, context: GuardContext) -> ExecutionGuard: ...
+
+
+class TenantContextGuard:
+    """Every execution names its tenant: ``client_id`` present and a positive integer."""
+
+    name, severity = "TenantContext", Severity.DENY
+
+    def check(self, context: GuardContext) -> ExecutionGuard:
+        client_id = context.client_id
+        if client_id is None or client_id == "":
+            return self._verdict(False, "client_id is required (pass --client-id)")
+        if isinstance(client_id, bool) or not isinstance(client_id, int):
+            return self._verdict(False, f"client_id must be an integer, not {client_id!r}")
+        if client_id <= 0:
+            return self._verdict(False, f"client_id must be positive, not {client_id}")
+        return self._verdict(True, f"Tenant context valid (client_id={client_id})")
+
+    def _verdict(self, passed: bool, message: str) -> ExecutionGuard:
+        return ExecutionGuard(self.name, passed, message, severity=self.severity)
+
+
+class ValidationRequiredGuard:
+    """LIVE needs a prior validation that passed; DRY_RUN does not."""
+
+    name, severity = "ValidationRequired", Severity.DENY
+
+    def check(self, context: GuardContext) -> ExecutionGuard:
+        if not context.live:
+            return ExecutionGuard(self.name, True, "Validation not required for DRY-RUN")
+        if not context.validated:
+            return ExecutionGuard(self.name, False,
+                                  "LIVE execution requires prior validation (--validated)")
+        if not context.validation_passed:
+            return ExecutionGuard(self.name, False,
+                                  "Validation did not pass (--validation-passed)")
+        return ExecutionGuard(self.name, True, "Plan validated successfully")
+
+
+class AcknowledgementGuard:
+    """LIVE needs an explicit acknowledgement of risk; DRY_RUN does not."""
+
+    name, severity = "Acknowledgement", Severity.DENY
+
+    def check(self, context: GuardContext) -> ExecutionGuard:
+        if not context.live:
+            return ExecutionGuard(self.name, True, "Acknowledgement not required for DRY-RUN")
+        if not context.acknowledge_risk:
+            return ExecutionGuard(self.name, False, "LIVE execution requires explicit risk "
+                                                    "acknowledgement (--acknowledge-risk)")
+        return ExecutionGuard(self.name, True, "Risk acknowledged for LIVE execution")
+
+
+class ExecutionLimitsGuard:
+    """Daily maxima per tenant (and strategy): orders, notional, loss, or counters of your own.
+
+    Maxima given here win; otherwise the plan's ``limits`` (and its strategy's) apply. In DRY_RUN
+    limits are not enforced, but the verdict says what the run would consume of what remains.
+
+    >>> ExecutionLimitsGuard(max_orders_per_day=10).config()
+    {'limits': {'orders': 10}}
+    """
+
+    name, severity = "ExecutionLimits", Severity.DENY
+
+    def __init__(self, *, max_orders_per_day: float | None = None,
+                 max_notional_per_day: float | None = None,
+                 max_loss_per_day: float | None = None,
+                 limits: Mapping[str, float] | None = None) -> None:
+        given = {"orders": max_orders_per_day, "notional": max_notional_per_day,
+                 "loss": max_loss_per_day, **(limits or {})}
+        self.limits = {name: value for name, value in given.items() if value is not None}
+
+    def config(self) -> Mapping[str, Any]:
+        return {"limits": dict(self.limits)}
+
+    def maxima(self, context: GuardContext) -> dict[str, float]:
+        return {**context.plan.limits_for(context.strategy_id), **self.limits}
+
+    def check(self, context: GuardContext) -> ExecutionGuard:
+        maxima = self.maxima(context)
+        if not maxima:
+            return ExecutionGuard(self.name, True, "No execution limits configured")
+        used = dict(context.usage())
+        wanted = context.planned()
+        over = exceeded(used, wanted, maxima)
+        details = {"scope": context.scope, "used": used, "planned": wanted, "maxima": maxima,
+                   "would_exceed": over}
+        consumption = "; ".join(
+            f"would consume {_number(wanted.get(name, 0))} of {_number(maximum)} {name} "
+            f"({_number(used.get(name, 0))} used today)" for name, maximum in maxima.items())
+        if not context.live:
+            message = f"Limits not enforced for DRY-RUN; {consumption}"
+            if over:
+                message += f". LIVE would be blocked: {', '.join(over)} over the daily limit"
+            return ExecutionGuard(self.name, True, message, details)
+        if over:
+            name = over[0]
+            return ExecutionGuard(self.name, False, (
+                f"Max {name} limit reached: {_number(used.get(name, 0))} used + "
+                f"{_number(wanted[name])} planned > {_number(maxima[name])}"), details)
+        return ExecutionGuard(self.name, True,
+                              f"All execution limits within bounds; {consumption}", details)
+
+
+class PlanPinGuard:
+    """A LIVE run may be pinned to the hash of the plan its dry run showed (as with a saved
+    Terraform plan): a plan or guard configuration changed since then is refused as stale."""
+
+    name, severity = "PlanPinned", Severity.DENY
+
+    def __init__(self, *, required: bool = False) -> None:
+        self.required = required
+
+    def check(self, context: GuardContext) -> ExecutionGuard:
+        expected, actual = context.expected_plan_hash, context.plan_hash
+        details = {"expected": expected, "actual": actual}
+        if expected is None:
+            if self.required and context.live:
+                return ExecutionGuard(self.name, False, "LIVE execution requires the plan hash "
+                                      "from a dry run (--plan-hash)", details)
+            return ExecutionGuard(self.name, True, f"Plan hash {actual}", details)
+        if expected.strip().lower() != actual:
+            return ExecutionGuard(self.name, False, (
+                f"Plan is stale: it changed since its dry run (expected {expected}, now "
+                f"{actual}). Run `execaudit plan` again and review it."), details)
+        return ExecutionGuard(self.name, True, "Plan matches its dry run", details)
+
+
+def default_guards() -> list[Guard]:
+    """The four seed guards, in the seed's order."""
+    return [TenantContextGuard(), ValidationRequiredGuard(), AcknowledgementGuard(),
+            ExecutionLimitsGuard()]
+
+
+def evaluate(guards: Iterable[Guard], context: GuardContext, *,
+             timeout: float = DEFAULT_GUARD_TIMEOUT, stage: str = "preflight",
+             on_verdict: Callable[[Guard, ExecutionGuard, BaseException | None], None]
+             | None = None) -> list[ExecutionGuard]:
+    """Run every guard (each at most ``timeout`` seconds) and return all verdicts in order.
+
+    ``on_verdict(guard, verdict, error)`` is called for each, as it is decided.
+    """
+    verdicts = []
+    for guard in guards:
+        verdict, error = _run_one(guard, context, timeout)
+        verdict = replace(verdict, stage=stage)
+        if on_verdict is not None:
+            on_verdict(guard, verdict, error)
+        verdicts.append(verdict)
+    return verdicts
+
+
+def guard_name(guard: Any) -> str:
+    name = getattr(guard, "name", None)
+    return name if isinstance(name, str) and name else type(guard).__name__
+
+
+def _run_one(guard: Guard, context: GuardContext,
+             timeout: float) -> tuple[ExecutionGuard, BaseException | None]:
+    name = guard_name(guard)
+    try:
+        severity = Severity(getattr(guard, "severity", Severity.DENY))
+    except ValueError:
+        severity = Severity.DENY
+    outcome: list[Any] = []
+    run_in = contextvars.copy_context()  # the guard sees the caller's span and context
+
+    def run() -> None:
+        try:
+            outcome.append(run_in.run(guard.check, context))
+        except BaseException as error:  # noqa: BLE001 - fail closed on anything
+            outcome.append(error)
+
+    worker = threading.Thread(target=run, name=f"execaudit-guard-{name}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not outcome:
+        return ExecutionGuard(name, False, f"Guard did not answer within {timeout:g} s; "
+                              "denied (guards fail closed)", {"timeout": timeout}), None
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        return ExecutionGuard(name, False, f"Guard raised {type(result).__name__}: {result}; "
+                              "denied (guards fail closed)",
+                              {"error_type": type(result).__name__}), result
+    if not isinstance(result, ExecutionGuard):
+        return ExecutionGuard(name, False, f"Guard returned {type(result).__name__}, not an "
+                              "ExecutionGuard; denied (guards fail closed)"), None
+    # The verdict carries the guard's own severity; a deny cannot be softened by its message.
+    return replace(result, name=result.name or name, severity=severity), None
+
+
+def _number(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)

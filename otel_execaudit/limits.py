@@ -1,0 +1,119 @@
+"""Daily limit counters, kept in the ledger's own database and consumed atomically.
+
+Counters live in a table beside the hash chain (``limit_usage``). Consuming is one SQLite
+transaction that checks the day's usage, adds this step's amounts, and appends the ledger entry
+that records it, so that two processes cannot both take the last unit, and the counters never
+disagree with the ledger. Each consumption has an idempotency key: a replayed or retried step
+presents the same key and is not counted twice::
+
+    >>> import tempfile, pathlib
+    >>> from otel_execaudit.ledger import Ledger
+    >>> ledger = Ledger(pathlib.Path(tempfile.mkdtemp()) / "l.db")
+    >>> counters = LimitCounters(ledger)
+    >>> entry_for = lambda data: {"kind": "limits.consumed", "ts": "2026-11-22T03:07:19.123456Z",
+    ...     "execution_id": "e1", "plan_id": "p", "trace_id": None, "span_id": None, "data": data}
+    >>> first = counters.consume("e1:0", "client:1", {"orders": 1}, {"orders": 1}, entry_for)
+    >>> again = counters.consume("e1:0", "client:1", {"orders": 1}, {"orders": 1}, entry_for)
+    >>> first.allowed, again.allowed, again.replayed, counters.usage("client:1")
+    (True, True, True, {'orders': 1.0})
+    >>> ledger.close()
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from otel_execaudit.ledger import Ledger, LedgerEntry
+
+__all__ = ["Consumption", "LimitCounters", "exceeded", "today"]
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS limit_usage ("
+    " key TEXT NOT NULL, counter TEXT NOT NULL, scope TEXT NOT NULL, day TEXT NOT NULL,"
+    " amount REAL NOT NULL, PRIMARY KEY (key, counter))",
+    "CREATE INDEX IF NOT EXISTS limit_usage_by_scope ON limit_usage (scope, day, counter)",
+)
+
+
+def today() -> str:
+    """The current UTC day, the unit limits are counted in. Example: ``'2026-11-22'``."""
+    return time.strftime("%Y-%m-%d", time.gmtime())
+
+
+def exceeded(used: Mapping[str, float], wanted: Mapping[str, float],
+             maxima: Mapping[str, float]) -> list[str]:
+    """The counters that ``wanted`` on top of ``used`` would take past their maximum.
+
+    >>> exceeded({"orders": 9}, {"orders": 2, "notional": 5}, {"orders": 10})
+    ['orders']
+    """
+    return [name for name, maximum in maxima.items()
+            if wanted.get(name, 0) > 0 and used.get(name, 0) + wanted.get(name, 0) > maximum]
+
+
+@dataclass(frozen=True)
+class Consumption:
+    """The outcome of one ``consume``: whether it was allowed, usage before it, and the entry."""
+
+    allowed: bool
+    replayed: bool
+    used_before: Mapping[str, float]
+    over: tuple[str, ...]
+    entry: LedgerEntry
+
+
+class LimitCounters:
+    """Per-scope, per-day counters stored in ``ledger``'s database."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def usage(self, scope: str, day: str | None = None) -> dict[str, float]:
+        """What ``scope`` has consumed on ``day`` (default: today), by counter."""
+        return self.ledger.read(lambda connection: _usage(connection, scope, day or today()))
+
+    def consume(self, key: str, scope: str, amounts: Mapping[str, float],
+                maxima: Mapping[str, float],
+                entry_for: Callable[[dict[str, Any]], Mapping[str, Any]]) -> Consumption:
+        """Check and consume ``amounts`` for ``scope`` today, in one transaction with the ledger
+        entry ``entry_for(data)`` returns. Over a maximum: nothing is consumed, and the entry
+        records the refusal. A ``key`` already consumed is a replay: allowed, not counted."""
+        day = today()
+        outcome: dict[str, Any] = {}
+
+        def work(connection: sqlite3.Connection) -> Mapping[str, Any]:
+            for statement in _SCHEMA:
+                connection.execute(statement)
+            replayed = connection.execute(
+                "SELECT 1 FROM limit_usage WHERE key = ? LIMIT 1", (key,)).fetchone() is not None
+            used = _usage(connection, scope, day)
+            over = [] if replayed else exceeded(used, amounts, maxima)
+            allowed = not over
+            if allowed and not replayed:
+                connection.executemany(
+                    "INSERT INTO limit_usage (key, counter, scope, day, amount)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    [(key, name, scope, day, float(value)) for name, value in amounts.items()])
+            outcome.update(allowed=allowed, replayed=replayed, used=used, over=tuple(over))
+            return entry_for({"key": key, "scope": scope, "day": day, "allowed": allowed,
+                              "replayed": replayed, "amounts": dict(amounts),
+                              "used_before": used, "maxima": dict(maxima), "over": over})
+
+        entry = self.ledger.transact(work)
+        return Consumption(outcome["allowed"], outcome["replayed"], outcome["used"],
+                           outcome["over"], entry)
+
+
+def _usage(connection: sqlite3.Connection, scope: str, day: str) -> dict[str, float]:
+    try:
+        rows = connection.execute(
+            "SELECT counter, SUM(amount) FROM limit_usage WHERE scope = ? AND day = ?"
+            " GROUP BY counter", (scope, day)).fetchall()
+    except sqlite3.OperationalError as error:
+        if "no such table" in str(error):  # nothing was ever consumed in this ledger
+            return {}
+        raise
+    return {counter: float(total) for counter, total in rows}

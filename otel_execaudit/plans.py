@@ -1,0 +1,282 @@
+"""Plans as data: what an execution will do, step by step, and what each step may change.
+
+A plan is a ``plan_id`` and its ``steps``; each step names the adapter ``action_type`` that runs
+it, its ``params``, the side effects it declares (none: it only reads), and how to undo it.
+Plans load from Python objects, JSON files and YAML files alike::
+
+    >>> plan = load_plan({"plan_id": "rebalance", "steps": [
+    ...     {"name": "quote", "action_type": "fetch_quote", "params": {"symbol": "BTCUSDT"}},
+    ...     {"name": "buy", "action_type": "place_order",
+    ...      "params": {"symbol": "BTCUSDT", "quantity": 0.001, "price": 50000},
+    ...      "side_effects": [{"category": "network", "reversible": False,
+    ...                        "description": "place a limit buy order"}],
+    ...      "consumes": {"orders": 1, "notional": 50},
+    ...      "rollback": {"description": "cancel the order", "actions": ["cancel_order"]}}]})
+    >>> [step.name for step in plan.steps], plan.steps[1].acts
+    (['quote', 'buy'], True)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from otel_execaudit.errors import PlanError
+from otel_execaudit.records import SideEffectCategory, frozen, thawed
+
+__all__ = ["DeclaredEffect", "Plan", "PlanStep", "RollbackHint", "load_plan"]
+
+DEFAULT_CONSUMPTION = {"actions": 1}  # what a step that acts counts against limits unless told
+
+
+@dataclass(frozen=True)
+class RollbackHint:
+    """How to undo a step: surfaced verbatim in reports, never executed."""
+
+    description: str = ""
+    actions: tuple[str, ...] = ()
+    risks: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"description": self.description, "actions": list(self.actions),
+                "risks": list(self.risks)}
+
+
+@dataclass(frozen=True)
+class DeclaredEffect:
+    """A change to the world a step is allowed to make."""
+
+    category: SideEffectCategory
+    reversible: bool = True
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"category": self.category.value, "reversible": self.reversible,
+                "description": self.description}
+
+
+@dataclass(frozen=True)
+class PlanStep:
+    """One step: the adapter ``action_type`` that runs it, its ``params``, and what it may change."""
+
+    name: str
+    action_type: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    side_effects: tuple[DeclaredEffect, ...] = ()
+    rollback: RollbackHint | None = None
+    consumes: Mapping[str, float] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", frozen(self.params))
+        object.__setattr__(self, "consumes", frozen(self.consumes))
+
+    @property
+    def acts(self) -> bool:
+        """True when the step declares a side effect: simulated in DRY_RUN, guarded in LIVE."""
+        return bool(self.side_effects)
+
+    @property
+    def reversible(self) -> bool:
+        return all(effect.reversible for effect in self.side_effects)
+
+    @property
+    def consumption(self) -> dict[str, float]:
+        """What this step counts against limits: its ``consumes``, and one action if it acts."""
+        if not self.acts:
+            return dict(self.consumes)
+        return {**DEFAULT_CONSUMPTION, **self.consumes}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "action_type": self.action_type, "params": thawed(self.params),
+            "side_effects": [effect.to_dict() for effect in self.side_effects],
+            "rollback": self.rollback.to_dict() if self.rollback else None,
+            "consumes": thawed(self.consumes), "idempotency_key": self.idempotency_key,
+            "description": self.description,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A plan: its id, its steps in order, and the daily limits it runs under.
+
+    ``limits`` maps counter names (``orders``, ``notional``, ``loss``, ``actions`` or your own)
+    to daily maxima; ``strategies`` maps a strategy id to limits of its own.
+    """
+
+    plan_id: str
+    steps: tuple[PlanStep, ...]
+    limits: Mapping[str, float] = field(default_factory=dict)
+    strategies: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "steps", tuple(self.steps))
+        object.__setattr__(self, "limits", frozen(self.limits))
+        object.__setattr__(self, "strategies", frozen(self.strategies))
+
+    def limits_for(self, strategy_id: str | None) -> dict[str, float]:
+        """The plan's limits, overridden by those of ``strategy_id`` if it has any."""
+        chosen = dict(self.limits)
+        if strategy_id is not None:
+            chosen.update(self.strategies.get(str(strategy_id), {}))
+        return chosen
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"plan_id": self.plan_id, "description": self.description,
+                "steps": [step.to_dict() for step in self.steps],
+                "limits": thawed(self.limits), "strategies": thawed(self.strategies)}
+
+
+def load_plan(source: Plan | Mapping[str, Any] | str | os.PathLike[str]) -> Plan:
+    """Read a plan from a ``Plan``, a mapping, or a ``.json`` / ``.yaml`` / ``.yml`` file.
+
+    Raises ``PlanError`` naming the file, the step and the field that is wrong.
+
+    >>> load_plan({"plan_id": "p", "steps": [{"name": "s"}]})
+    Traceback (most recent call last):
+    ...
+    otel_execaudit.errors.PlanError: plan 'p', step 1 ('s'): action_type is missing. Name the adapter action that runs this step, for example "action_type": "place_order".
+    """
+    if isinstance(source, Plan):
+        return source
+    if isinstance(source, Mapping):
+        return _plan_from_mapping(source, where="")
+    path = Path(source)
+    return _plan_from_mapping(_read_file(path), where=f"{path}: ")
+
+
+def _read_file(path: Path) -> Any:
+    suffix = path.suffix.lower()
+    if suffix not in (".json", ".yaml", ".yml"):
+        raise PlanError(f"{path}: a plan file must end in .json, .yaml or .yml.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PlanError(f"{path}: no such plan file. Check the path.") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise PlanError(f"{path}: cannot read the plan ({error}).") from None
+    try:
+        return json.loads(text) if suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as error:
+        raise PlanError(f"{path}: not valid {suffix[1:].upper()}: {error}") from None
+
+
+def _plan_from_mapping(data: Any, *, where: str) -> Plan:
+    if not isinstance(data, Mapping):
+        raise PlanError(f"{where}a plan must be a mapping with plan_id and steps, "
+                        f"not {type(data).__name__}.")
+    plan_id = data.get("plan_id")
+    if not isinstance(plan_id, str) or not plan_id.strip():
+        raise PlanError(f"{where}plan_id is missing or empty; give the plan a name, "
+                        'for example "plan_id": "nightly-rebalance".')
+    where = f"{where}plan {plan_id!r}"
+    _refuse_unknown(data, {"plan_id", "steps", "limits", "strategies", "description"}, where)
+    steps = data.get("steps")
+    if not isinstance(steps, list) or not steps:
+        raise PlanError(f"{where}: steps must be a non-empty list of steps.")
+    parsed = tuple(_step(item, number, where) for number, item in enumerate(steps, 1))
+    names = [step.name for step in parsed]
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise PlanError(f"{where}: step names must be unique; repeated: {duplicated}.")
+    strategies = data.get("strategies") or {}
+    if not isinstance(strategies, Mapping):
+        raise PlanError(f"{where}: strategies must map a strategy id to its limits.")
+    return Plan(
+        plan_id=plan_id, steps=parsed,
+        limits=_amounts(data.get("limits"), f"{where}: limits"),
+        strategies={str(key): _amounts(value, f"{where}: strategies.{key}")
+                    for key, value in strategies.items()},
+        description=str(data.get("description") or ""))
+
+
+_STEP_FIELDS = {"name", "action_type", "params", "side_effects", "rollback", "consumes",
+                "idempotency_key", "description"}
+
+
+def _step(data: Any, number: int, where: str) -> PlanStep:
+    if not isinstance(data, Mapping):
+        raise PlanError(f"{where}, step {number}: a step must be a mapping, "
+                        f"not {type(data).__name__}.")
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise PlanError(f"{where}, step {number}: name is missing or empty.")
+    where = f"{where}, step {number} ({name!r})"
+    _refuse_unknown(data, _STEP_FIELDS, where)
+    action_type = data.get("action_type")
+    if not isinstance(action_type, str) or not action_type.strip():
+        raise PlanError(f"{where}: action_type is missing. Name the adapter action that runs "
+                        'this step, for example "action_type": "place_order".')
+    params = data.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise PlanError(f"{where}: params must be a mapping of names to values.")
+    key = data.get("idempotency_key")
+    return PlanStep(
+        name=name, action_type=action_type, params=params,
+        side_effects=tuple(_effect(item, where) for item in data.get("side_effects") or ()),
+        rollback=_rollback(data.get("rollback"), where),
+        consumes=_amounts(data.get("consumes"), f"{where}: consumes"),
+        idempotency_key=None if key is None else str(key),
+        description=str(data.get("description") or ""))
+
+
+def _effect(data: Any, where: str) -> DeclaredEffect:
+    if isinstance(data, str):
+        data = {"category": data}
+    if not isinstance(data, Mapping):
+        raise PlanError(f"{where}: each side effect is a category name or a mapping with "
+                        "category, reversible and description.")
+    _refuse_unknown(data, {"category", "reversible", "description"}, f"{where}: side effect")
+    try:
+        category = SideEffectCategory(str(data.get("category", "")).lower())
+    except ValueError:
+        choices = ", ".join(member.value for member in SideEffectCategory)
+        raise PlanError(f"{where}: side effect category {data.get('category')!r} is unknown; "
+                        f"use one of {choices}.") from None
+    reversible = data.get("reversible", True)
+    if not isinstance(reversible, bool):
+        raise PlanError(f"{where}: reversible must be true or false.")
+    return DeclaredEffect(category, reversible, str(data.get("description") or ""))
+
+
+def _rollback(data: Any, where: str) -> RollbackHint | None:
+    if data is None:
+        return None
+    if isinstance(data, str):
+        return RollbackHint(description=data)
+    if not isinstance(data, Mapping):
+        raise PlanError(f"{where}: rollback is a description or a mapping with description, "
+                        "actions and risks.")
+    _refuse_unknown(data, {"description", "actions", "risks"}, f"{where}: rollback")
+    return RollbackHint(str(data.get("description") or ""),
+                        tuple(str(item) for item in data.get("actions") or ()),
+                        tuple(str(item) for item in data.get("risks") or ()))
+
+
+def _amounts(data: Any, where: str) -> dict[str, float]:
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise PlanError(f"{where} must map counter names to numbers, "
+                        'for example {"orders": 10, "notional": 100000}.')
+    amounts = {}
+    for name, value in data.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise PlanError(f"{where}.{name} must be a number >= 0, not {value!r}.")
+        amounts[str(name)] = value
+    return amounts
+
+
+def _refuse_unknown(data: Mapping[str, Any], known: set[str], where: str) -> None:
+    unknown = sorted(set(data) - known)
+    if unknown:  # a typo in a safety-relevant field must not be silently ignored
+        raise PlanError(f"{where}: unknown field(s) {unknown}; known fields are "
+                        f"{sorted(known)}.")

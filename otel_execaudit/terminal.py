@@ -1,0 +1,102 @@
+"""The terminal telemetry event: exactly one per action attempt path, with a fixed schema.
+
+Whatever happens to an action (its trace id or action type is missing, no adapter serves it, a
+guard denies it, the adapter fails, raises, returns something invalid, or succeeds), exactly one
+event says how it ended. The schema is fixed and minimal: no payloads, user data or secrets::
+
+    >>> event = TerminalEvent.failed("a" * 32, "place_order", None, "unsupported_action_type")
+    >>> sorted(event.to_dict())
+    ['action_type', 'adapter', 'error_code', 'product', 'status', 'timestamp', 'trace_id']
+
+It goes out as an OpenTelemetry log record (event name ``execaudit.action.terminal``) and is
+mirrored in the ledger as an ``action.terminal`` entry. Emitting never raises and never changes
+an execution's result (DESIGN.md, Invariant 5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from otel_execaudit.logs import get_logger
+from otel_execaudit.records import timestamp_now
+
+__all__ = ["EVENT_NAME", "LEDGER_KIND", "PRODUCT", "TerminalEvent", "emit"]
+
+EVENT_NAME = "execaudit.action.terminal"
+LEDGER_KIND = "action.terminal"
+PRODUCT = "otel_execaudit"
+_NAME_LIMIT = 128  # action types and adapter names are identifiers, not payloads
+
+# The error codes the executor itself assigns; adapters add their own with ActionOutcome.failure.
+MISSING_TRACE_ID = "missing_trace_id"
+MISSING_ACTION_TYPE = "missing_action_type"
+UNSUPPORTED_ACTION_TYPE = "unsupported_action_type"
+INVALID_OUTPUT = "invalid_output"
+ADAPTER_FAILURE = "adapter_failure"
+ADAPTER_EXCEPTION = "adapter_exception"
+GUARD_DENIED = "guard_denied"
+UNDECLARED_SIDE_EFFECT = "undeclared_side_effect"
+SKIPPED = "skipped_after_earlier_stop"
+SECURITY_ESCALATION = "security_escalation"
+
+_log = get_logger()
+
+
+@dataclass(frozen=True)
+class TerminalEvent:
+    """How one action attempt ended: ``status`` is ``success`` or ``failed``."""
+
+    trace_id: str | None
+    action_type: str | None
+    adapter: str | None
+    status: str
+    product: str
+    timestamp: str
+    error_code: str | None = None
+
+    @classmethod
+    def success(cls, trace_id: str | None, action_type: str, adapter: str | None, *,
+                product: str = PRODUCT) -> TerminalEvent:
+        return cls(trace_id, _bounded(action_type), _bounded(adapter), "success", product,
+                   timestamp_now())
+
+    @classmethod
+    def failed(cls, trace_id: str | None, action_type: str | None, adapter: str | None,
+               error_code: str, *, product: str = PRODUCT) -> TerminalEvent:
+        return cls(trace_id, _bounded(action_type), _bounded(adapter), "failed", product,
+                   timestamp_now(), error_code)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def emit(event: TerminalEvent, *, record: Any = None, telemetry: Any = None) -> None:
+    """Mirror ``event`` in the ledger (``record(kind, data)``) and send it as an OTel log
+    record through ``telemetry``. Never raises: a failure is logged locally and ignored."""
+    data = event.to_dict()
+    if record is not None:
+        try:
+            record(LEDGER_KIND, data)
+        except Exception as error:  # noqa: BLE001 - observability failure is not execution failure
+            _log.warning("terminal event not mirrored in the ledger",
+                         error=f"{type(error).__name__}: {error}", **_identity(event))
+    emit_log = getattr(telemetry, "emit_event", None)
+    if emit_log is not None:
+        try:
+            emit_log(EVENT_NAME, {key: value for key, value in data.items() if value is not None})
+        except Exception as error:  # noqa: BLE001
+            _log.warning("terminal event not emitted", error=f"{type(error).__name__}: {error}",
+                         **_identity(event))
+
+
+def _identity(event: TerminalEvent) -> dict[str, Any]:
+    return {"action_type": event.action_type, "status": event.status,
+            "error_code": event.error_code}
+
+
+def _bounded(name: str | None) -> str | None:
+    if name is None:
+        return None
+    text = str(name)
+    return text if len(text) <= _NAME_LIMIT else text[:_NAME_LIMIT - 1] + "…"
