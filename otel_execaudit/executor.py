@@ -25,6 +25,8 @@ exactly one terminal event::
 from __future__ import annotations
 
 import hashlib
+import random
+import re
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
@@ -65,6 +67,7 @@ from otel_execaudit.runtime import get_runtime
 __all__ = ["Executor", "execute_plan", "plan_hash"]
 
 PLAN_HASH_FORMAT = 1
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def plan_hash(plan: Plan, guards: Iterable[Guard], adapters: AdapterRegistry) -> str:
@@ -118,6 +121,63 @@ class Executor:
                    None if strategy_id is None else str(strategy_id), validated,
                    validation_passed, acknowledge_risk, plan_hash, execution_id)
         return run.execute()
+
+    def run_action(self, request: Mapping[str, Any], **options: Any) -> ExecutionResult:
+        """Run one action request, as an agent's tool call does: ``trace_id`` (the caller's,
+        32 hex characters; the execution joins that trace), ``action_type``, ``params``, and
+        optionally ``name``, ``side_effects``, ``consumes`` and ``rollback`` as in a plan step.
+        ``options`` as for ``run``. A request without a valid trace id or action type fails
+        (one terminal event, one recorded execution) and nothing runs.
+
+        Example: ``executor.run_action({"trace_id": "4bf9…", "action_type": "send_email",
+        "params": {"to": "ops"}}, client_id=7)``
+        """
+        trace_id, action_type = request.get("trace_id"), request.get("action_type")
+        code = None
+        if not isinstance(trace_id, str) or not _TRACE_ID.fullmatch(trace_id.lower()) \
+                or not int(trace_id, 16):
+            code, trace_id = terminal.MISSING_TRACE_ID, None
+        elif not isinstance(action_type, str) or not action_type.strip():
+            code = terminal.MISSING_ACTION_TYPE
+        if code is not None:
+            return self._refuse_request(action_type if isinstance(action_type, str) else None,
+                                        trace_id, code, options)
+        step = {key: request[key] for key in ("params", "side_effects", "consumes",
+                                               "rollback", "idempotency_key", "description")
+                if key in request}
+        plan = load_plan({"plan_id": str(request.get("plan_id") or f"action:{action_type}"),
+                          "steps": [{"name": str(request.get("name") or action_type),
+                                     "action_type": action_type, **step}]})
+        parent = trace.NonRecordingSpan(trace.SpanContext(
+            trace_id=int(trace_id.lower(), 16), span_id=random.getrandbits(64) or 1,
+            is_remote=True, trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED)))
+        token = otel_context.attach(trace.set_span_in_context(parent))
+        try:
+            return self.run(plan, **options)
+        finally:
+            otel_context.detach(token)
+
+    def _refuse_request(self, action_type: str | None, trace_id: str | None, code: str,
+                        options: Mapping[str, Any]) -> ExecutionResult:
+        mode = ExecutionMode.parse(options.get("mode", ExecutionMode.DRY_RUN))
+        reason = {terminal.MISSING_TRACE_ID: "the request has no valid trace_id (32 hex "
+                  "characters, not all zero); pass the caller's trace id",
+                  terminal.MISSING_ACTION_TYPE: "the request has no action_type; name the "
+                  "adapter action to run"}[code]
+        metadata = {"plan_id": f"action:{action_type or 'unknown'}",
+                    "client_id": options.get("client_id"), "mode": mode.value}
+        with execution(metadata["plan_id"], mode=mode, details=metadata) as run:
+            observer = run.observer
+            assert observer is not None
+            terminal.emit(terminal.TerminalEvent.failed(trace_id, action_type, None, code,
+                                                        product=self.product),
+                          record=lambda kind, data: observer.record(
+                              kind, data, event=terminal.EVENT_NAME),
+                          telemetry=get_runtime().telemetry)
+            observer.mark_failed(reason)
+        metadata.update(execution_id=observer.execution_id, ledger=str(observer.ledger.path))
+        return ExecutionResult(ResultStatus.FAILED, mode, (), (), metadata,
+                               datetime.now(timezone.utc), reason)
 
 
 def execute_plan(plan: Plan | Mapping[str, Any] | str, **options: Any) -> ExecutionResult:

@@ -1,4 +1,4 @@
-"""Fail-safe span export: nothing raises, nothing waits past its deadline, failures are counted.
+"""Fail-safe span and log export: nothing raises, nothing waits past its deadline, failures are counted.
 
 The OTLP exporters retry with exponential backoff for up to their timeout (10 s by default) and
 only notice a shutdown after the batch processor has joined its worker, so a dead collector can
@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
@@ -27,9 +28,24 @@ from opentelemetry.sdk.trace.export import (
     SpanExportResult,
 )
 
+try:
+    from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+except ImportError:  # SDKs before the Log -> LogRecord rename (after it the old names are deprecated)
+    from opentelemetry.sdk._logs.export import LogExporter as LogRecordExporter  # type: ignore[assignment]
+    from opentelemetry.sdk._logs.export import LogExportResult as LogRecordExportResult  # type: ignore[assignment]
+
 from otel_execaudit.logs import get_logger
 
-__all__ = ["BoundedBatchSpanProcessor", "ExportStats", "FailSafeSpanExporter", "run_bounded"]
+__all__ = [
+    "BoundedBatchLogRecordProcessor",
+    "BoundedBatchSpanProcessor",
+    "ExportStats",
+    "FailSafeLogExporter",
+    "FailSafeSpanExporter",
+    "LogExportStats",
+    "LogRecordExporter",
+    "run_bounded",
+]
 
 # The loggers that report every failed batch (and every retry) on their own. While one of our
 # export threads is running, their records are replaced by one structlog event per failure streak.
@@ -51,6 +67,22 @@ class ExportStats:
 
     spans_exported: int
     spans_failed: int
+    export_errors: int
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class LogExportStats:
+    """What happened to the log records handed to an exporter so far.
+
+    Example::
+
+        >>> LogExportStats(records_exported=0, records_failed=2, export_errors=1, last_error="refused").records_failed
+        2
+    """
+
+    records_exported: int
+    records_failed: int
     export_errors: int
     last_error: str | None
 
@@ -128,21 +160,17 @@ def _quiet_sdk_loggers(enable: bool) -> None:
                 logger.removeFilter(_quiet_filter)
 
 
-class FailSafeSpanExporter(SpanExporter):
-    """Wraps any SpanExporter: export/force_flush/shutdown never raise, failures are counted,
-    and each call is bounded by a timeout.
-
-    A call that overruns is abandoned in its daemon thread and reported as a failure; while it
-    is still running, later batches fail at once instead of piling up threads.
-
-    Example::
-
-        >>> from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-        >>> exporter = FailSafeSpanExporter(ConsoleSpanExporter(), timeout=2.0)
-        >>> exporter.shutdown()
+class _FailSafeExport:
+    """What the span and log wrappers share: each call bounded by a timeout, failures counted
+    and reported once per streak. Subclasses name what a failure drops and give ``export``
+    the result type their processor expects.
     """
 
-    def __init__(self, inner: SpanExporter, *, timeout: float = 2.0):
+    _dropped = "spans"  # what the failure warning says is lost
+    _counted = "spans"  # the prefix of the counter named when export recovers
+    _stats_type: Callable[[int, int, int, str | None], Any] = ExportStats
+
+    def __init__(self, inner: Any, *, timeout: float = 2.0):
         self.inner = inner
         self.timeout = timeout
         self._lock = threading.Lock()
@@ -153,15 +181,15 @@ class FailSafeSpanExporter(SpanExporter):
         self._failing = False
         self._cutoff: float | None = None  # time.monotonic() after which no call may wait
         self._running: threading.Thread | None = None
-        self._in_flight: list[Any] | None = None  # [span count, settled] of the running export
+        self._in_flight: list[Any] | None = None  # [item count, settled] of the running export
         self._is_shut_down = False
         _quiet_sdk_loggers(True)
 
     @property
-    def stats(self) -> ExportStats:
+    def stats(self) -> Any:
         """A snapshot of the counters."""
         with self._lock:
-            return ExportStats(self._exported, self._failed, self._errors, self._last_error)
+            return self._stats_type(self._exported, self._failed, self._errors, self._last_error)
 
     def cut_off_at(self, cutoff: float) -> None:
         """From now on, no call waits beyond ``cutoff`` (a ``time.monotonic()`` value).
@@ -176,8 +204,9 @@ class FailSafeSpanExporter(SpanExporter):
             budget = min(budget, self._cutoff - time.monotonic())
         return budget
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        count = len(spans)
+    def _export_batch(self, batch: Sequence[Any], succeeded: Callable[[Any], bool]) -> bool:
+        """Hand ``batch`` to the inner exporter within the budget; True when it was exported."""
+        count = len(batch)
         budget = self._budget()
         if self._is_shut_down:
             return self._record_failure(count, "exporter is shut down")
@@ -192,28 +221,28 @@ class FailSafeSpanExporter(SpanExporter):
         def call() -> None:
             _export_thread.messages = messages
             try:
-                outcome.append(self.inner.export(spans))
+                outcome.append(self.inner.export(batch))
             except BaseException as error:  # noqa: BLE001 - exporter errors never reach user code
                 outcome.append(error)
 
         thread = threading.Thread(target=call, name="otel_execaudit-export", daemon=True)
-        batch = self._in_flight = [count, False]
+        in_flight = self._in_flight = [count, False]
         self._running = thread
         thread.start()
         thread.join(budget)
-        if not self._settle(batch):
-            return SpanExportResult.FAILURE  # shutdown gave up on this batch and counted it
+        if not self._settle(in_flight):
+            return False  # shutdown gave up on this batch and counted it
         if thread.is_alive():
             said = f" ({messages[0]})" if messages else ""
             return self._record_failure(count, f"export did not finish within {budget:.2f} s{said}")
         result = outcome[0]
         if isinstance(result, BaseException):
             return self._record_failure(count, f"{type(result).__name__}: {result}")
-        if result is not SpanExportResult.SUCCESS:
+        if not succeeded(result):
             said = f": {messages[0]}" if messages else ""
             return self._record_failure(count, f"exporter returned {getattr(result, 'name', result)}{said}")
         self._record_success(count)
-        return SpanExportResult.SUCCESS
+        return True
 
     def _settle(self, batch: list[Any]) -> bool:
         """Claim the right to count a batch once: by its export call, or by a shutdown that
@@ -228,9 +257,9 @@ class FailSafeSpanExporter(SpanExporter):
             recovered, self._failing = self._failing, False
             failed = self._failed
         if recovered:
-            _log.info("telemetry export recovered", spans_failed_total=failed)
+            _log.info("telemetry export recovered", **{f"{self._counted}_failed_total": failed})
 
-    def _record_failure(self, count: int, reason: str) -> SpanExportResult:
+    def _record_failure(self, count: int, reason: str) -> bool:
         with self._lock:
             self._failed += count
             self._errors += 1
@@ -239,11 +268,11 @@ class FailSafeSpanExporter(SpanExporter):
         if first_of_streak:
             # Once per streak: a dead collector must not flood the application's logs.
             _log.warning(
-                "telemetry export failing; spans are dropped, executions are unaffected",
+                f"telemetry export failing; {self._dropped} are dropped, executions are unaffected",
                 exporter=type(self.inner).__name__,
                 error=reason,
             )
-        return SpanExportResult.FAILURE
+        return False
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         finished, result = run_bounded(self.inner.force_flush, self._budget(timeout_millis / 1000), "flush")
@@ -261,26 +290,81 @@ class FailSafeSpanExporter(SpanExporter):
         batch = self._in_flight
         if batch is not None and self._running is not None and self._running.is_alive() \
                 and self._settle(batch):
-            # The export thread outlives us: its spans are dropped, and they count as such.
+            # The export thread outlives us: its items are dropped, and they count as such.
             self._record_failure(batch[0], "export abandoned at shutdown")
         _quiet_sdk_loggers(False)
 
 
-class BoundedBatchSpanProcessor(BatchSpanProcessor):
-    """A BatchSpanProcessor whose shutdown returns within ``deadline`` seconds, whoever calls it.
+class FailSafeSpanExporter(_FailSafeExport, SpanExporter):
+    """Wraps any SpanExporter: export/force_flush/shutdown never raise, failures are counted,
+    and each call is bounded by a timeout.
 
-    The SDK's shutdown joins the export worker for up to 30 s; the application's own provider
-    (and its atexit hook) may call it, so the bound lives here rather than only in our hook.
+    A call that overruns is abandoned in its daemon thread and reported as a failure; while it
+    is still running, later batches fail at once instead of piling up threads.
 
     Example::
 
         >>> from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-        >>> processor = BoundedBatchSpanProcessor(FailSafeSpanExporter(ConsoleSpanExporter()), deadline=2.0)
-        >>> processor.shutdown()
+        >>> exporter = FailSafeSpanExporter(ConsoleSpanExporter(), timeout=2.0)
+        >>> exporter.shutdown()
     """
 
-    def __init__(self, exporter: FailSafeSpanExporter, *, deadline: float):
-        super().__init__(exporter)
+    def __init__(self, inner: SpanExporter, *, timeout: float = 2.0):
+        super().__init__(inner, timeout=timeout)
+
+    @property
+    def stats(self) -> ExportStats:
+        """A snapshot of the counters."""
+        return super().stats
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        exported = self._export_batch(spans, lambda result: result is SpanExportResult.SUCCESS)
+        return SpanExportResult.SUCCESS if exported else SpanExportResult.FAILURE
+
+
+class FailSafeLogExporter(_FailSafeExport, LogRecordExporter):
+    """Wraps any LogRecordExporter as :class:`FailSafeSpanExporter` wraps a span exporter, and
+    counts in a :class:`LogExportStats`.
+
+    Example::
+
+        >>> from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+        >>> exporter = FailSafeLogExporter(InMemoryLogRecordExporter(), timeout=2.0)
+        >>> exporter.export([]).name, exporter.stats.records_failed
+        ('SUCCESS', 0)
+        >>> exporter.shutdown()
+    """
+
+    _dropped = "log records"
+    _counted = "records"
+    _stats_type = LogExportStats
+
+    def __init__(self, inner: LogRecordExporter, *, timeout: float = 2.0):
+        super().__init__(inner, timeout=timeout)
+
+    @property
+    def stats(self) -> LogExportStats:
+        """A snapshot of the counters."""
+        return super().stats
+
+    def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
+        # By name: an exporter written against the deprecated LogExportResult returns a
+        # member of that other enum on success.
+        exported = self._export_batch(batch, lambda result: getattr(result, "name", None) == "SUCCESS")
+        return LogRecordExportResult.SUCCESS if exported else LogRecordExportResult.FAILURE
+
+
+class _BoundedBatching:
+    """Shutdown and flush within ``deadline`` seconds, whoever calls them, for either SDK
+    batch processor.
+
+    The SDK's shutdown joins the export worker for up to 30 s, and its flush exports on the
+    caller's thread whatever the timeout; the application's own provider (and its atexit hook)
+    may call either, so the bound lives here rather than only in our hook.
+    """
+
+    def __init__(self, exporter: _FailSafeExport, *, deadline: float):
+        super().__init__(exporter)  # type: ignore[call-arg] - the SDK processor comes next
         self.exporter = exporter
         self.deadline = deadline
         self._shutdown_started = False
@@ -294,12 +378,44 @@ class BoundedBatchSpanProcessor(BatchSpanProcessor):
         margin = min(0.1, budget / 10)
         cutoff = time.monotonic() + budget - margin
         self.exporter.cut_off_at(cutoff)
-        finished, _ = run_bounded(super().shutdown, budget - margin, "processor-shutdown")
+        finished, _ = run_bounded(super().shutdown, budget - margin, "processor-shutdown")  # type: ignore[misc]
         if not finished:
             # The worker is stuck in a last export: shutting the exporter down wakes it.
             self.exporter.shutdown(timeout_millis=margin * 1000)
 
     def force_flush(self, timeout_millis: int | None = None) -> bool:
         budget = self.deadline if timeout_millis is None else timeout_millis / 1000
-        finished, result = run_bounded(lambda: super(BoundedBatchSpanProcessor, self).force_flush(), budget, "flush")
+        flush = super().force_flush  # type: ignore[misc]
+        finished, result = run_bounded(lambda: flush(), budget, "flush")
         return finished and result is True
+
+
+class BoundedBatchSpanProcessor(_BoundedBatching, BatchSpanProcessor):
+    """A BatchSpanProcessor whose shutdown and flush return within ``deadline`` seconds.
+
+    Example::
+
+        >>> from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+        >>> processor = BoundedBatchSpanProcessor(FailSafeSpanExporter(ConsoleSpanExporter()), deadline=2.0)
+        >>> processor.shutdown()
+    """
+
+    def __init__(self, exporter: FailSafeSpanExporter, *, deadline: float):
+        super().__init__(exporter, deadline=deadline)
+
+
+class BoundedBatchLogRecordProcessor(_BoundedBatching, BatchLogRecordProcessor):
+    """A BatchLogRecordProcessor whose shutdown and flush return within ``deadline`` seconds.
+
+    Example::
+
+        >>> from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+        >>> processor = BoundedBatchLogRecordProcessor(
+        ...     FailSafeLogExporter(InMemoryLogRecordExporter()), deadline=2.0)
+        >>> processor.force_flush(timeout_millis=500)
+        True
+        >>> processor.shutdown()
+    """
+
+    def __init__(self, exporter: FailSafeLogExporter, *, deadline: float):
+        super().__init__(exporter, deadline=deadline)

@@ -76,6 +76,7 @@ def configure(
     redact: Iterable[str] = (),
     limits: Limits | None = None,
     max_span_events: int | None = None,
+    log_exporter: Any = None,
 ) -> Runtime:
     """Set up ledger, OpenTelemetry export and redaction in one call.
 
@@ -83,6 +84,14 @@ def configure(
     ``"none"`` or a ``SpanExporter``. Pass ``tracer_provider`` to trace through the application's
     own provider; the global provider is replaced only with ``set_global=True``. ``redact`` adds
     regular expressions for argument names whose values must never be recorded.
+
+    Events (OpenTelemetry log records, such as one terminal event per action attempt) are
+    exported where the spans go, unless ``OTEL_LOGS_EXPORTER`` says otherwise or ``log_exporter``
+    (a ``LogRecordExporter``, such as the SDK's in-memory one in tests) is given; with a
+    ``SpanExporter`` as ``exporter`` and neither of those, events are dropped. ``deadline``
+    bounds both signals together. Without ``configure()`` the runtime has no ``telemetry``;
+    ``otel_execaudit.telemetry.emit_event(None, ...)`` then goes to the application's global
+    LoggerProvider (a no-op if it has none), as spans go to its global TracerProvider.
 
     Calling it again replaces the runtime for executions that start afterwards; executions
     already running finish on the ledger they started with (their spans may be dropped, as
@@ -103,7 +112,7 @@ def configure(
     telemetry = build_telemetry(
         service_name=service_name, exporter=exporter, protocol=protocol, endpoint=endpoint,
         headers=headers, tracer_provider=tracer_provider, set_global=set_global,
-        deadline=deadline, max_span_events=max_span_events)
+        deadline=deadline, max_span_events=max_span_events, log_exporter=log_exporter)
     redactor = Redactor(limits=limits or Limits()).with_keys(redact)
     runtime = Runtime(ledger=opened, tracer=telemetry.tracer, redactor=redactor,
                       telemetry=telemetry, owns_ledger=not isinstance(ledger, Ledger))

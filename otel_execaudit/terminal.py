@@ -20,6 +20,7 @@ from typing import Any
 
 from otel_execaudit.logs import get_logger
 from otel_execaudit.records import timestamp_now
+from otel_execaudit.telemetry import emit_event
 
 __all__ = ["EVENT_NAME", "LEDGER_KIND", "PRODUCT", "TerminalEvent", "emit"]
 
@@ -73,7 +74,8 @@ class TerminalEvent:
 
 def emit(event: TerminalEvent, *, record: Any = None, telemetry: Any = None) -> None:
     """Mirror ``event`` in the ledger (``record(kind, data)``) and send it as an OTel log
-    record through ``telemetry``. Never raises: a failure is logged locally and ignored."""
+    record through ``telemetry`` (None: the global LoggerProvider). Never raises: a failure is
+    logged locally and ignored."""
     data = event.to_dict()
     if record is not None:
         try:
@@ -81,13 +83,12 @@ def emit(event: TerminalEvent, *, record: Any = None, telemetry: Any = None) -> 
         except Exception as error:  # noqa: BLE001 - observability failure is not execution failure
             _log.warning("terminal event not mirrored in the ledger",
                          error=f"{type(error).__name__}: {error}", **_identity(event))
-    emit_log = getattr(telemetry, "emit_event", None)
-    if emit_log is not None:
-        try:
-            emit_log(EVENT_NAME, {key: value for key, value in data.items() if value is not None})
-        except Exception as error:  # noqa: BLE001
-            _log.warning("terminal event not emitted", error=f"{type(error).__name__}: {error}",
-                         **_identity(event))
+    try:  # without a configured runtime, the application's global LoggerProvider
+        emit_event(telemetry, EVENT_NAME,
+                   {key: value for key, value in data.items() if value is not None})
+    except Exception as error:  # noqa: BLE001
+        _log.warning("terminal event not emitted", error=f"{type(error).__name__}: {error}",
+                     **_identity(event))
 
 
 def _identity(event: TerminalEvent) -> dict[str, Any]:

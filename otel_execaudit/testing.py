@@ -11,6 +11,9 @@ installed::
         assert [span.name for span in execaudit_capture.spans()] == [
             "execute_tool deploy", "invoke_workflow release"]
         assert execaudit_capture.verify().ok
+
+``events()`` returns the OpenTelemetry log records the package emitted (terminal events), as
+``(event name, attributes)`` pairs.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -34,6 +38,7 @@ class AuditCapture:
 
     runtime: Runtime
     exporter: InMemorySpanExporter
+    log_exporter: InMemoryLogRecordExporter
 
     @property
     def ledger_path(self) -> Path:
@@ -43,6 +48,12 @@ class AuditCapture:
         assert self.runtime.telemetry is not None
         self.runtime.telemetry.force_flush()
         return list(self.exporter.get_finished_spans())
+
+    def events(self) -> list[tuple[str | None, dict[str, Any]]]:
+        assert self.runtime.telemetry is not None
+        self.runtime.telemetry.force_flush()
+        return [(data.log_record.event_name, dict(data.log_record.attributes or {}))
+                for data in self.log_exporter.get_finished_logs()]
 
     def entries(self, execution_id: str | None = None) -> list[LedgerEntry]:
         return list(self.runtime.ledger.entries(execution_id=execution_id))
@@ -58,10 +69,11 @@ class AuditCapture:
 @pytest.fixture
 def execaudit_capture(tmp_path: Path) -> Iterator[AuditCapture]:
     """A private ledger in ``tmp_path`` and an in-memory span exporter, for one test."""
-    exporter = InMemorySpanExporter()
+    exporter, log_exporter = InMemorySpanExporter(), InMemoryLogRecordExporter()
     runtime = configure(ledger=tmp_path / "ledger.db", durability=Durability.BATCH,
-                        exporter=exporter, service_name="execaudit-test")
+                        exporter=exporter, log_exporter=log_exporter,
+                        service_name="execaudit-test")
     try:
-        yield AuditCapture(runtime, exporter)
+        yield AuditCapture(runtime, exporter, log_exporter)
     finally:
         shutdown()
