@@ -55,3 +55,7 @@ class PlanError(ConfigurationError):
 
 class AdapterError(ConfigurationError):
     """An adapter cannot be registered or a module of adapters cannot be imported."""
+
+
+class GuardDeniedError(ExecAuditError):
+    """A guard denied an action just before it would have run; nothing was performed."""

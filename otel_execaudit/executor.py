@@ -29,7 +29,8 @@ import random
 import re
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+import inspect
+from typing import Any, Callable, Iterable, Mapping
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -44,7 +45,8 @@ from otel_execaudit.adapters import (
     error_code,
 )
 from otel_execaudit.canonical import canonical_bytes
-from otel_execaudit.errors import SecurityEscalationError
+from otel_execaudit.acting import gate
+from otel_execaudit.errors import GuardDeniedError, SecurityEscalationError
 from otel_execaudit.guards import (
     DEFAULT_GUARD_TIMEOUT,
     ExecutionGuard,
@@ -76,8 +78,7 @@ def plan_hash(plan: Plan, guards: Iterable[Guard], adapters: AdapterRegistry) ->
     document = {
         "format": PLAN_HASH_FORMAT,
         "plan": plan.to_dict(),
-        "guards": [{"name": guard_name(guard), "type": _type_name(guard),
-                    "config": dict(getattr(guard, "config", dict)())} for guard in guards],
+        "guards": _guard_configuration(guards),
         "adapters": {step.action_type: _adapter_name(adapters.get(step.action_type))
                      for step in plan.steps},
     }
@@ -104,23 +105,32 @@ class Executor:
         self.product = product
         self.security = security
 
-    def plan_hash(self, plan: Plan | Mapping[str, Any] | str) -> str:
+    def plan_hash(self, plan: Plan | Mapping[str, Any] | str | Callable[..., Any]) -> str:
         """The hash a dry run reports and a pinned LIVE run must present."""
+        if callable(plan) and not isinstance(plan, (Plan, Mapping)):
+            body = getattr(plan, "__execaudit_plan__", (None, plan))[1]
+            return function_plan_hash(body, self.guards)
         return plan_hash(load_plan(plan), self.guards, self.adapters)
 
-    def run(self, plan: Plan | Mapping[str, Any] | str, *,
+    def run(self, plan: Plan | Mapping[str, Any] | str | Callable[..., Any], *,
             mode: ExecutionMode | str = ExecutionMode.DRY_RUN, client_id: Any = None,
             strategy_id: str | int | None = None, validated: bool = False,
             validation_passed: bool = False, acknowledge_risk: bool = False,
-            plan_hash: str | None = None, execution_id: str | None = None) -> ExecutionResult:
-        """Run ``plan`` (a Plan, a mapping, or a JSON/YAML path). DRY_RUN unless ``mode`` is
-        LIVE, and LIVE only when every guard allows it. Raises PlanError for a malformed plan
-        (nothing is recorded) and LedgerWriteError if the ledger cannot be written."""
-        plan = load_plan(plan)
-        run = _Run(self, plan, ExecutionMode.parse(mode), client_id,
+            plan_hash: str | None = None, execution_id: str | None = None,
+            arguments: tuple[Any, ...] = (),
+            keywords: Mapping[str, Any] | None = None) -> ExecutionResult:
+        """Run ``plan``: a Plan, a mapping, a JSON/YAML path, or a code-first plan function
+        (``@plan`` or plain, called with ``arguments`` and ``keywords``; its ``@step``
+        functions with ``side_effects`` are the actions). DRY_RUN unless ``mode`` is LIVE, and LIVE only when
+        every guard allows it. Raises PlanError for a malformed plan (nothing is recorded) and
+        LedgerWriteError if the ledger cannot be written."""
+        options = (ExecutionMode.parse(mode), client_id,
                    None if strategy_id is None else str(strategy_id), validated,
                    validation_passed, acknowledge_risk, plan_hash, execution_id)
-        return run.execute()
+        if callable(plan) and not isinstance(plan, (Plan, Mapping)):
+            return _FunctionRun(self, plan, tuple(arguments), dict(keywords or {}),
+                                *options).execute()
+        return _Run(self, load_plan(plan), *options).execute()
 
     def run_action(self, request: Mapping[str, Any], **options: Any) -> ExecutionResult:
         """Run one action request, as an agent's tool call does: ``trace_id`` (the caller's,
@@ -208,6 +218,8 @@ class _Run:
             acknowledge_risk=acknowledge_risk, plan_hash=self.hash,
             expected_plan_hash=expected_hash, usage=self._usage)
         self.execution_id = execution_id
+        self.cause: BaseException | None = None  # the exception that failed the run, if any
+        self.value: Any = None  # what a code-first plan function returned
         self.verdicts: list[ExecutionGuard] = []
         self.actions: list[ActionRecord] = []
         self.error: str | None = None
@@ -233,21 +245,25 @@ class _Run:
                 if self.status is ResultStatus.BLOCKED:
                     observer.mark_blocked(self.error)
                 elif self.status is ResultStatus.FAILED:
-                    observer.mark_failed(self.error)
+                    observer.mark_failed(self.cause or self.error)
         metadata.update(execution_id=observer.execution_id, trace_id=observer.trace_id,
                         ledger=str(observer.ledger.path))
         return ExecutionResult(self.status, self.mode, tuple(self.verdicts), tuple(self.actions),
-                               metadata, executed_at, self.error)
+                               metadata, executed_at, self.error, self.value)
 
-    def _steps(self) -> None:
+    def _preflight(self) -> bool:
+        """Every guard, before anything runs; False (and BLOCKED) if any denies."""
         self.verdicts = self._check_guards(self.context, "preflight", None)
         denied = [verdict for verdict in self.verdicts if verdict.decision == "deny"]
         if denied:
             self.status = ResultStatus.BLOCKED
             self.error = "blocked by " + ", ".join(verdict.name for verdict in denied)
+        return not denied
+
+    def _steps(self) -> None:
+        if not self._preflight():
             for step in self.plan.steps:  # each planned action's path ends here
-                self._emit(step, self._adapter_name(step),
-                           terminal.GUARD_DENIED)
+                self._emit(step, self._adapter_name(step), terminal.GUARD_DENIED)
             return
         for index, step in enumerate(self.plan.steps):
             if self.status is not ResultStatus.SUCCESS:
@@ -281,7 +297,7 @@ class _Run:
         if simulated:
             self._simulate(handle, step, adapter, context)
             return
-        if step.acts and not self._recheck(handle, step, adapter):
+        if step.acts and not self._recheck(handle, step, adapter.name):
             return
         self._perform(handle, step, adapter, context, kind, observed)
 
@@ -300,7 +316,7 @@ class _Run:
                                          "Simulated successfully (nothing was performed)"))
         self._emit(step, adapter.name, None)
 
-    def _recheck(self, handle: StepHandle, step: PlanStep, adapter: Adapter) -> bool:
+    def _recheck(self, handle: StepHandle, step: PlanStep, adapter: str) -> bool:
         """Just before a LIVE action: every guard again, then the limits consumed atomically."""
         context = replace(self.context, step=step)
         verdicts = self._check_guards(context, "recheck", handle)
@@ -315,10 +331,10 @@ class _Run:
         self.verdicts.extend(denied)
         reason = "blocked by " + ", ".join(verdict.name for verdict in denied)
         handle.cancel(reason)
-        self.actions.append(self._action(step, adapter.name, "LIVE", "blocked",
+        self.actions.append(self._action(step, adapter, "LIVE", "blocked",
                                          _describe(step), reason))
         self.status, self.error = ResultStatus.BLOCKED, reason
-        self._emit(step, adapter.name, terminal.GUARD_DENIED)
+        self._emit(step, adapter, terminal.GUARD_DENIED)
         return False
 
     def _consume(self, handle: StepHandle, step: PlanStep, context: GuardContext) -> Any:
@@ -416,7 +432,7 @@ class _Run:
                 code: str | None = None, violations: Iterable[str] = ()) -> ActionRecord:
         redactor = get_runtime().redactor
         return ActionRecord(
-            step_index=self.plan.steps.index(step), step=step.name,
+            step_index=len(self.actions), step=step.name,
             action_type=step.action_type, adapter=adapter, type=kind, status=status,
             description=description, result=result,
             details=redactor.clean(dict(details or {})), error_code=code,
@@ -478,6 +494,102 @@ def _adapter_name(adapter: Adapter | None) -> str | None:
     return adapter.name if adapter is not None else None
 
 
+def _guard_configuration(guards: Iterable[Guard]) -> list[dict[str, Any]]:
+    return [{"name": guard_name(guard), "type": _type_name(guard),
+             "config": dict(getattr(guard, "config", dict)())} for guard in guards]
+
+
 def _type_name(value: Any) -> str:
     kind = type(value)
     return f"{kind.__module__}.{kind.__qualname__}"
+
+
+class _FunctionRun(_Run):
+    """A code-first plan: the function runs inside the execution; each of its ``@step`` functions
+    that declare side effects passes through this run as its gate (see ``acting``)."""
+
+    def __init__(self, executor: Executor, function: Callable[..., Any],
+                 arguments: tuple[Any, ...], keywords: dict[str, Any], *options: Any) -> None:
+        plan_id, self.body = getattr(function, "__execaudit_plan__", (None, function))
+        self.plan_id = plan_id or getattr(function, "__name__", "plan")
+        self.arguments, self.keywords = arguments, keywords
+        super().__init__(executor, Plan(self.plan_id, ()), *options)
+        self.hash = function_plan_hash(self.body, executor.guards)
+        self.context = replace(self.context, plan_hash=self.hash)
+
+    def _steps(self) -> None:
+        if not self._preflight():
+            self._emit(PlanStep(self.plan_id, _qualified(self.body)), None,
+                       terminal.GUARD_DENIED)
+            return
+        token = gate.set(self)
+        try:
+            self.value = self.body(*self.arguments, **self.keywords)
+        except GuardDeniedError:
+            pass  # recorded (BLOCKED) by before()
+        except Exception as error:  # noqa: BLE001 - recorded with its traceback
+            if self.status is ResultStatus.SUCCESS:
+                self.status = ResultStatus.FAILED
+                self.error = f"{type(error).__name__}: {error}"
+            self.cause = error
+        finally:
+            gate.reset(token)
+
+    # -- the gate ------------------------------------------------------------------------------
+
+    def simulated(self, spec: PlanStep, step: Any, description: str) -> None:
+        self.actions.append(self._action(spec, spec.action_type, "SIMULATED", "success",
+                                         f"would {description}",
+                                         "Simulated successfully (nothing was performed)"))
+        self._emit(spec, spec.action_type, None)
+
+    def before(self, spec: PlanStep, step: Any) -> None:
+        if self.status is not ResultStatus.SUCCESS or not self._recheck(
+                step._handle, spec, spec.action_type):
+            raise GuardDeniedError(f"step {spec.name!r} not run: {self.error}")
+
+    def after(self, spec: PlanStep, step: Any, error: BaseException | None) -> None:
+        observer = self.observer
+        assert observer is not None
+        observed = [effect for effect in observer.get_execution_record().side_effects_report
+                    .observed if effect.step_index == step.index]
+        violations = _violations(spec, observed)
+        if error is not None:
+            failure = describe_failure(get_runtime().redactor, error)
+            self.actions.append(self._action(
+                spec, spec.action_type, "LIVE", "failed", _describe(spec),
+                f"{failure.error_type}: {failure.message}", None, terminal.ADAPTER_EXCEPTION,
+                violations))
+            self._emit(spec, spec.action_type, terminal.ADAPTER_EXCEPTION)
+            return
+        for text in violations:
+            step.event("side_effect.violation", violation=text)
+        status = "failed" if violations else "success"
+        self.actions.append(self._action(spec, spec.action_type, "LIVE", status,
+                                         _describe(spec), "Performed", None,
+                                         terminal.UNDECLARED_SIDE_EFFECT if violations else None,
+                                         violations))
+        self._emit(spec, spec.action_type,
+                   terminal.UNDECLARED_SIDE_EFFECT if violations else None)
+        if violations and self.status is ResultStatus.SUCCESS:
+            self.status = ResultStatus.FAILED
+            self.error = f"step {spec.name!r}: " + "; ".join(violations)
+
+
+def function_plan_hash(function: Callable[..., Any], guards: Iterable[Guard]) -> str:
+    """The plan hash of a code-first plan: its function's name and its module's source (where
+    its steps usually live), and the guard configuration."""
+    module = inspect.getmodule(function)
+    try:
+        source = inspect.getsource(module) if module is not None else ""
+    except (OSError, TypeError):  # no source (interactive, frozen): the function's code
+        code = getattr(function, "__code__", None)
+        source = code.co_code.hex() if code is not None else ""
+    document = {"format": PLAN_HASH_FORMAT, "function": _qualified(function),
+                "source_sha256": hashlib.sha256(source.encode()).hexdigest(),
+                "guards": _guard_configuration(guards)}
+    return "sha256:" + hashlib.sha256(canonical_bytes(document)).hexdigest()
+
+
+def _qualified(function: Any) -> str:
+    return f"{getattr(function, '__module__', '?')}.{getattr(function, '__qualname__', '?')}"

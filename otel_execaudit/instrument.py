@@ -256,11 +256,18 @@ class StepSpec(_Scope):
     """
 
     def __init__(self, name: str | None, details: Mapping[str, Any] | None,
-                 capture: Iterable[str], capture_result: bool) -> None:
+                 capture: Iterable[str], capture_result: bool,
+                 acts: tuple[Iterable[Any], Mapping[str, float] | None, Any] | None = None
+                 ) -> None:
         self.name, self.details = name, details
         self.capture, self.capture_result = _capture_names(capture), capture_result
+        self.acts = acts  # (side_effects, consumes, simulate) of a step that acts
 
     def __enter__(self) -> Step:
+        if self.acts is not None:
+            raise ConfigurationError(
+                "side_effects= is for decorated step functions (they can be simulated); "
+                "inside a `with` block declare them with st.declare(...) instead.")
         current = _current_execution.get()
         name = self.name or "step"
         scope: _Scope = (current.step(name, details=self.details) if current is not None
@@ -286,21 +293,33 @@ class StepSpec(_Scope):
             details = {**fixed, **captured} if fixed and captured else (fixed or captured)
             return StepSpec(label, details, (), False)
 
+        if self.acts is not None:
+            from otel_execaudit.acting import acting
+
+            function = acting(function, label, *self.acts)  # type: ignore[assignment]
         return _wrap(function, scope, self.capture_result)
 
 
 def step(name: str | Callable[..., Any] | None = None, *,
          details: Mapping[str, Any] | None = None, capture: Iterable[str] = (),
-         capture_result: bool = False) -> Any:
+         capture_result: bool = False, side_effects: Iterable[Any] | None = None,
+         consumes: Mapping[str, float] | None = None,
+         simulate: Callable[..., str] | None = None) -> Any:
     """A step: ``with step("fetch") as st:`` inside an execution, or ``@step`` / ``@step("fetch",
     capture=["url"])`` on a function (plain, async, generator or async generator).
 
     ``capture`` names the arguments whose (redacted, bounded) values are recorded;
     ``capture_result`` records the return value. Nothing is captured unless asked for.
+
+    ``side_effects`` (category names or mappings, as in a plan) make a decorated function a step
+    that acts: simulated in DRY_RUN (``simulate(*args, **kwargs)`` says what it would do),
+    guarded in LIVE under the ``Executor``; ``consumes`` is what it counts against limits.
+    See ``otel_execaudit.acting``.
     """
+    acts = None if side_effects is None else (side_effects, consumes, simulate)
     if callable(name):  # bare @step
         return StepSpec(None, None, (), False)(name)
-    return StepSpec(name, details, capture, capture_result)
+    return StepSpec(name, details, capture, capture_result, acts)
 
 
 class _StandaloneStep(_Scope):
@@ -385,7 +404,10 @@ def plan(plan_id: str | Callable[..., Any] | None = None, *, capture: Iterable[s
             return Execution(label, mode=mode, security=security,
                              details=_captured(function, names, arguments, keywords))
 
-        return _wrap(function, scope, capture_result=False)
+        wrapped = _wrap(function, scope, capture_result=False)
+        # The Executor runs the undecorated body inside an execution of its own.
+        wrapped.__execaudit_plan__ = (label, function)  # type: ignore[attr-defined]
+        return wrapped
 
     return decorate
 

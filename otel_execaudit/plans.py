@@ -22,14 +22,14 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import yaml
 
 from otel_execaudit.errors import PlanError
 from otel_execaudit.records import SideEffectCategory, frozen, thawed
 
-__all__ = ["DeclaredEffect", "Plan", "PlanStep", "RollbackHint", "load_plan"]
+__all__ = ["DeclaredEffect", "Plan", "PlanStep", "RollbackHint", "declared_effects", "load_plan"]
 
 DEFAULT_CONSUMPTION = {"actions": 1}  # what a step that acts counts against limits unless told
 
@@ -221,11 +221,23 @@ def _step(data: Any, number: int, where: str) -> PlanStep:
     key = data.get("idempotency_key")
     return PlanStep(
         name=name, action_type=action_type, params=params,
-        side_effects=tuple(_effect(item, where) for item in data.get("side_effects") or ()),
+        side_effects=declared_effects(data.get("side_effects") or (), where),
         rollback=_rollback(data.get("rollback"), where),
         consumes=_amounts(data.get("consumes"), f"{where}: consumes"),
         idempotency_key=None if key is None else str(key),
         description=str(data.get("description") or ""))
+
+
+def declared_effects(items: Any, where: str) -> tuple[DeclaredEffect, ...]:
+    """Side-effect declarations from category names, mappings or ``DeclaredEffect``s.
+
+    >>> declared_effects(["network"], "step 'x'")[0].category.value
+    'network'
+    """
+    if isinstance(items, (str, Mapping)) or not isinstance(items, Iterable):
+        raise PlanError(f"{where}: side_effects must be a list of effects.")
+    return tuple(item if isinstance(item, DeclaredEffect) else _effect(item, where)
+                 for item in items)
 
 
 def _effect(data: Any, where: str) -> DeclaredEffect:

@@ -79,6 +79,8 @@ class ExecutionResult:
     metadata: Mapping[str, Any]
     executed_at: datetime
     error: str | None = None
+    value: Any = field(default=None, compare=False, repr=False)  # a plan function's return;
+    # kept in memory only, never serialised: it may hold anything
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "guards", tuple(self.guards))

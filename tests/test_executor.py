@@ -9,7 +9,7 @@ import pytest
 
 from otel_execaudit.adapters import ActionOutcome, AdapterRegistry
 from otel_execaudit.executor import Executor
-from otel_execaudit.guards import ExecutionGuard, Severity, default_guards
+from otel_execaudit.guards import ExecutionGuard, ExecutionLimitsGuard, Severity, default_guards
 from otel_execaudit.limits import LimitCounters
 from otel_execaudit.results import ResultStatus
 
@@ -192,8 +192,6 @@ def test_a_plan_changed_since_its_dry_run_is_refused_as_stale(executor, exchange
 
 
 def test_guard_configuration_is_part_of_the_plan_hash(exchange):
-    from otel_execaudit.guards import ExecutionLimitsGuard
-
     loose = Executor(adapters=exchange.registry,
                      guards=[*default_guards()[:3], ExecutionLimitsGuard(max_orders_per_day=5)])
     tight = Executor(adapters=exchange.registry,
@@ -431,3 +429,89 @@ def test_results_serialise_in_a_versioned_format(executor):
                  "✓ TenantContext: Tenant context valid (client_id=1)", "ACTIONS TAKEN (2):",
                  "Rollback (not executed): cancel the order", "Safety checks: 4 (4 passed)"):
         assert line in report
+
+
+# -- code-first plans ----------------------------------------------------------------------------
+
+def code_first_plan(calls: list, effect: str = "network"):
+    from otel_execaudit import plan, step
+
+    @step("quote")
+    def quote(symbol):
+        calls.append("quote")
+        return 50000
+
+    @step("buy", side_effects=[{"category": "network", "reversible": False,
+                                "description": "place a limit order"}],
+          consumes={"orders": 1}, simulate=lambda symbol, quantity: f"buy {quantity} {symbol}")
+    def buy(symbol, quantity):
+        calls.append("buy")
+        current_step().side_effect(effect, "order placed", reversible=False)
+        return "o-1"
+
+    @plan("rebalance")
+    def rebalance(symbol):
+        quote(symbol)
+        return buy(symbol, 0.001)
+
+    return rebalance
+
+
+def current_step():
+    from otel_execaudit import current_step as current
+
+    return current()
+
+
+def test_code_first_plans_run_through_the_same_executor(execaudit_capture):
+    calls: list = []
+    rebalance = code_first_plan(calls)
+    executor = Executor(guards=[*default_guards()[:3], ExecutionLimitsGuard(max_orders_per_day=1)])
+    dry = executor.run(rebalance, client_id=1, arguments=("BTCUSDT",))
+    assert dry.is_success() and calls == ["quote"] and dry.value is None
+    assert [(action.type, action.description) for action in dry.actions] == [
+        ("SIMULATED", "would buy 0.001 BTCUSDT")]
+
+    blocked = executor.run(rebalance, client_id=1, arguments=("BTCUSDT",), mode="LIVE")
+    assert blocked.is_blocked() and calls == ["quote"]  # nothing ran, not even the read
+
+    live = executor.run(rebalance, client_id=1, arguments=("BTCUSDT",), plan_hash=dry.plan_hash,
+                        **LIVE)
+    assert live.is_success() and live.value == "o-1"
+    assert calls == ["quote", "quote", "buy"]
+    events = terminal_events(execaudit_capture, live)
+    assert [(event["status"], event["error_code"]) for event in events] == [("success", None)]
+
+    # The limit of one order a day is consumed atomically just before the step acts.
+    again = executor.run(rebalance, client_id=1, arguments=("BTCUSDT",), **LIVE)
+    assert again.is_blocked() and calls == ["quote", "quote", "buy", "quote"]
+    assert [action.status for action in again.actions] == ["blocked"]
+    assert execaudit_capture.verify().ok
+
+
+def test_a_code_first_step_beyond_its_declaration_is_a_violation(execaudit_capture):
+    calls: list = []
+    rebalance = code_first_plan(calls, effect="file_system")
+    result = Executor().run(rebalance, client_id=1, arguments=("BTCUSDT",), **LIVE)
+    assert result.status is ResultStatus.FAILED
+    assert result.violations == ["undeclared file_system side effect: order placed"]
+
+
+def test_an_acting_step_outside_the_executor_is_simulated_unless_live(execaudit_capture):
+    calls: list = []
+    rebalance = code_first_plan(calls)
+    assert rebalance("BTCUSDT") is None  # @plan's execution is DRY_RUN by default
+    assert calls == ["quote"]
+
+
+def test_a_code_first_plan_that_raises_fails_with_its_traceback(execaudit_capture):
+    from otel_execaudit import plan
+
+    @plan("broken")
+    def broken():
+        raise KeyError("missing account")
+
+    result = Executor().run(broken, client_id=1)
+    assert result.status is ResultStatus.FAILED and "KeyError" in result.error
+    ended = execaudit_capture.fields(result.metadata["execution_id"])[-1]
+    assert ended["data"]["status"] == "failed" and "Traceback" in ended["data"]["traceback"]
