@@ -173,8 +173,6 @@ def render_record(console: Console, record: ExecutionRecord) -> None:
                   f"hash chain {'intact' if record.hash_chain_intact() else 'BROKEN'}\n")
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
 
 
 # -- the executor ------------------------------------------------------------------------------
@@ -305,3 +303,7 @@ def _exit_code(result: Any, detailed: bool) -> int:
     if detailed and result.is_blocked():
         return EXIT_BLOCKED
     return EXIT_FAILED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

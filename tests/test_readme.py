@@ -15,6 +15,8 @@ EXPECTED = [
     ["completed", "['Revoked key k-17']"],
     ["[{'order_id': 7, 'symbol': 'ACME', 'quantity': 3}]"],
     ["stopped: security state is compromised before step 1", "incomplete"],
+    ["SUCCESS would restart api", "BLOCKED ['ValidationRequired', 'Acknowledgement']",
+     "SUCCESS LIVE"],
 ]
 
 
@@ -35,3 +37,39 @@ def test_readme_block_runs_as_shown(index, tmp_path):
                                str(tmp_path / ".execaudit" / "readme.db")],
                               capture_output=True, text=True, timeout=60)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+ROOT = README.parent
+
+
+def readme_commands() -> list[list[str]]:
+    console = re.findall(r"```console\n(.*?)```", README.read_text(), re.S)
+    lines = [line for block in console for line in block.splitlines()
+             if line.startswith((".venv/bin/execaudit plan", ".venv/bin/execaudit execute"))]
+    return [line.split()[1:] for line in lines]
+
+
+def test_the_readme_command_line_example_runs_as_shown(tmp_path):
+    """The three executor commands, the exit statuses the table gives, and the sample report."""
+    commands = readme_commands()
+    assert [words[0] for words in commands] == ["plan", "execute", "execute"]
+
+    def run(words: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "otel_execaudit.cli", *words,
+                               "--ledger", str(tmp_path / "l.db"), "--exporter", "none"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120,
+                              stdin=subprocess.DEVNULL)
+
+    planned = run(commands[0])
+    assert planned.returncode == 0, planned.stderr
+    sample = re.search(r"```\n(=+\nEXECUTION REPORT.*?)```", README.read_text(), re.S).group(1)
+    for line in sample.splitlines():
+        if line.strip() and "…" not in line:
+            assert line in planned.stdout.splitlines(), line
+    plan_hash = re.search(r"--plan-hash (sha256:[0-9a-f]{64})", planned.stdout).group(1)
+
+    blocked = run(commands[1])
+    assert blocked.returncode == 1 and "STATUS: ✗ BLOCKED" in blocked.stdout
+    pinned = run([word.replace("sha256:…", plan_hash) for word in commands[2]])
+    assert pinned.returncode == 0, pinned.stdout + pinned.stderr
+    assert "[LIVE] buy: place a limit buy order" in pinned.stdout
