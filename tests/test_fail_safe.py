@@ -130,3 +130,51 @@ def test_a_script_exits_promptly_with_a_dead_collector_and_a_whole_ledger(
     assert elapsed < 6, f"exit took {elapsed:.1f} s"
     report = verify(tmp_path / "l.db")
     assert report.ok and report.entries == 1 + 2 * 20 + 1
+
+
+def run_guarded_plan() -> dict:
+    """A LIVE run through the executor: guards, limits, an adapter, terminal events."""
+    from otel_execaudit import ActionOutcome, AdapterRegistry, Executor
+
+    adapters = AdapterRegistry()
+
+    @adapters.adapter("transfer")
+    def transfer(context):
+        context.side_effect("network", "POST /transfers", reversible=False)
+        return ActionOutcome.success("sent", transfer_id="t-1")
+
+    plan = {"plan_id": "payout", "limits": {"orders": 1}, "steps": [
+        {"name": "send", "action_type": "transfer", "params": {"amount": 10},
+         "side_effects": [{"category": "network", "reversible": False}],
+         "consumes": {"orders": 1}}]}
+    executor = Executor(adapters=adapters)
+    live = {"mode": "LIVE", "validated": True, "validation_passed": True,
+            "acknowledge_risk": True, "client_id": 1}
+    results = [executor.run(plan, **live).to_dict() for _ in range(2)]  # the second: limit hit
+    for result in results:
+        result.pop("executed_at")
+        for key in ("execution_id", "trace_id", "ledger"):
+            result["metadata"].pop(key)
+    return results
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_executor_results_are_identical_whatever_the_collector_does(tmp_path, monkeypatch,
+                                                                     protocol):
+    for name in ("OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER", "OTEL_LOGS_EXPORTER",
+                 "OTEL_EXPORTER_OTLP_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    results = {}
+    for state in ("up", "refused", "hanging", "erroring"):
+        with collector(state, protocol) as (endpoint, _):
+            otel_execaudit.configure(ledger=tmp_path / f"{state}.db", exporter="otlp",
+                                     protocol=protocol, endpoint=endpoint, deadline=1.0)
+            outcome = run_guarded_plan()
+            otel_execaudit.shutdown()
+        with Ledger(tmp_path / f"{state}.db") as ledger:
+            kinds = [entry.fields()["kind"] for entry in ledger.entries()]
+        results[state] = (outcome, kinds)
+    assert [result["status"] for result in results["up"][0]] == ["SUCCESS", "BLOCKED"]
+    assert "action.terminal" in results["up"][1]
+    for state in ("refused", "hanging", "erroring"):
+        assert results[state] == results["up"], state
