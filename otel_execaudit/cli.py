@@ -97,7 +97,7 @@ def describe_report(report: VerifyReport) -> str:
                    "else console.")
 def demo_command(ledger_path: Path | None, exporter: str | None) -> None:
     """Run the bundled release plan twice (once failing) and show what was recorded."""
-    from otel_execaudit.demo import run_demo
+    from otel_execaudit.demo import run_demo, run_guarded_demo
     from otel_execaudit.runtime import configure, shutdown
 
     if exporter is None:
@@ -109,11 +109,23 @@ def demo_command(ledger_path: Path | None, exporter: str | None) -> None:
                         service_name=os.environ.get("OTEL_SERVICE_NAME", "execaudit-demo"))
     try:
         records = run_demo()
+        guarded = run_guarded_demo()
     finally:
         shutdown()
     console.print()
     for record in records:
         render_record(console, record)
+    dry, blocked, live = guarded
+    console.print("[bold]Guarded executor[/]: plan scale-checkout, dry run first")
+    console.print(escape(dry.to_human_readable()), highlight=False, soft_wrap=True)
+    for label, result in (("LIVE, not acknowledged", blocked),
+                          ("LIVE, acknowledged and pinned", live)):
+        style = "green" if result.is_success() else "red"
+        why = result.error or ", ".join(f"{action.type} {action.step}: {action.result}"
+                                        for action in result.actions)
+        console.print(f"  {label}: [{style}]{result.status.value}[/] ({escape(why)})",
+                      soft_wrap=True)
+    console.print()
     report = verify(runtime.ledger.path)
     console.print(f"[bold]Ledger[/]: {runtime.ledger.path}")
     style = "green" if report.ok else "red"

@@ -1,4 +1,5 @@
-"""The bundled example: a release pipeline recorded twice, once cleanly and once failing.
+"""The bundled example: a release pipeline recorded twice, once cleanly and once failing, then
+a plan run through the guarded executor (a dry run, a LIVE run the guards block, a pinned one).
 
 The steps only pretend to touch the world; what they record is real. Run it with
 ``execaudit demo`` (or ``make demo``)::
@@ -8,6 +9,8 @@ The steps only pretend to touch the world; what they record is real. Run it with
     ...                              exporter="none")
     >>> [record.status.value for record in run_demo()]
     ['completed', 'completed_partial']
+    >>> [result.status.value for result in run_guarded_demo()]
+    ['SUCCESS', 'BLOCKED', 'SUCCESS']
     >>> otel_execaudit.shutdown()
 """
 
@@ -15,8 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from otel_execaudit.adapters import ActionOutcome, AdapterRegistry
+from otel_execaudit.executor import Executor
 from otel_execaudit.instrument import execution
 from otel_execaudit.records import ExecutionRecord, SideEffectCategory
+from otel_execaudit.results import ExecutionResult
 
 
 class MigrationError(RuntimeError):
@@ -73,3 +79,44 @@ def run_release(*, fail_migration: bool) -> ExecutionRecord:
 def run_demo() -> tuple[ExecutionRecord, ExecutionRecord]:
     """Run the release plan twice: the first run completes, the second one's migration fails."""
     return run_release(fail_migration=False), run_release(fail_migration=True)
+
+
+SCALE_PLAN = {
+    "plan_id": "scale-checkout", "limits": {"actions": 20},
+    "steps": [
+        {"name": "read_replicas", "action_type": "describe_service",
+         "params": {"service": "checkout"}},
+        {"name": "scale_up", "action_type": "set_replicas",
+         "params": {"service": "checkout", "replicas": 6},
+         "side_effects": [{"category": "configuration", "reversible": True,
+                           "description": "scale checkout from 3 to 6 replicas"}],
+         "rollback": {"description": "scale checkout back to 3 replicas",
+                      "actions": ["set_replicas checkout 3"]}},
+    ],
+}
+
+
+def demo_adapters() -> AdapterRegistry:
+    """Adapters that pretend to talk to an orchestrator."""
+    adapters = AdapterRegistry()
+    adapters.adapter("describe_service")(lambda context: {"replicas": 3})
+
+    @adapters.adapter("set_replicas", simulate=lambda context: (
+        f"set {context.params['service']} to {context.params['replicas']} replicas"))
+    def set_replicas(context):
+        context.side_effect("configuration", f"{context.params['service']} scaled to "
+                            f"{context.params['replicas']} replicas", reversible=True)
+        return ActionOutcome.success("scaled", replicas=context.params["replicas"])
+
+    return adapters
+
+
+def run_guarded_demo() -> tuple[ExecutionResult, ExecutionResult, ExecutionResult]:
+    """The scale-up plan: a dry run, a LIVE run without acknowledgement (blocked), and a LIVE
+    run acknowledged and pinned to the dry run's plan hash."""
+    executor = Executor(adapters=demo_adapters())
+    dry = executor.run(SCALE_PLAN, client_id=1)
+    blocked = executor.run(SCALE_PLAN, client_id=1, mode="LIVE")
+    live = executor.run(SCALE_PLAN, client_id=1, mode="LIVE", acknowledge_risk=True,
+                        validated=True, validation_passed=True, plan_hash=dry.plan_hash)
+    return dry, blocked, live

@@ -74,6 +74,9 @@ def test_demo_records_two_runs_and_verifies(tmp_path):
     assert "COMPLETED" in out and "COMPLETED_PARTIAL" in out
     assert "MigrationError" in out and "IRREVERSIBLE" in out
     assert "password=[REDACTED]" in out and "hunter2" not in out
+    assert "[SIMULATED] scale_up: would set checkout to 6 replicas" in out
+    assert "LIVE, not acknowledged: BLOCKED (blocked by ValidationRequired, Acknowledgement)" in out
+    assert "LIVE, acknowledged and pinned: SUCCESS" in out
     assert "intact" in out
     assert "span 'invoke_workflow release-shop-v2.4.0'" in result.stderr  # console exporter
     raw = (tmp_path / "demo.db").read_bytes().decode("latin-1")
