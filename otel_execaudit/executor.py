@@ -297,7 +297,9 @@ class _Run:
         if simulated:
             self._simulate(handle, step, adapter, context)
             return
-        if step.acts and not self._recheck(handle, step, adapter.name):
+        # LIVE: an action, or a read that counts against limits, passes the guards again.
+        if self.mode is ExecutionMode.LIVE and (step.acts or step.consumes) \
+                and not self._recheck(handle, step, adapter.name):
             return
         self._perform(handle, step, adapter, context, kind, observed)
 

@@ -515,3 +515,17 @@ def test_a_code_first_plan_that_raises_fails_with_its_traceback(execaudit_captur
     assert result.status is ResultStatus.FAILED and "KeyError" in result.error
     ended = execaudit_capture.fields(result.metadata["execution_id"])[-1]
     assert ended["data"]["status"] == "failed" and "Traceback" in ended["data"]["traceback"]
+
+
+def test_a_read_that_counts_against_limits_is_counted_in_live_only(execaudit_capture):
+    registry = AdapterRegistry()
+    registry.adapter("search")(lambda context: {"hits": 3})
+    plan = {"plan_id": "lookup", "limits": {"api_calls": 1},
+            "steps": [{"name": "search", "action_type": "search", "consumes": {"api_calls": 1}}]}
+    executor = Executor(adapters=registry)
+    counters = LimitCounters(execaudit_capture.runtime.ledger)
+    assert executor.run(plan, client_id=1).is_success()
+    assert counters.usage("client:1") == {}  # a dry run consumes nothing
+    assert executor.run(plan, client_id=1, **LIVE).is_success()
+    assert counters.usage("client:1") == {"api_calls": 1.0}
+    assert executor.run(plan, client_id=1, **LIVE).is_blocked()
