@@ -29,7 +29,6 @@ import random
 import re
 from dataclasses import replace
 from datetime import datetime, timezone
-import inspect
 from typing import Any, Callable, Iterable, Mapping
 
 from opentelemetry import context as otel_context
@@ -45,8 +44,7 @@ from otel_execaudit.adapters import (
     error_code,
 )
 from otel_execaudit.canonical import canonical_bytes
-from otel_execaudit.acting import gate
-from otel_execaudit.errors import GuardDeniedError, SecurityEscalationError
+from otel_execaudit.errors import SecurityEscalationError
 from otel_execaudit.guards import (
     DEFAULT_GUARD_TIMEOUT,
     ExecutionGuard,
@@ -108,6 +106,8 @@ class Executor:
     def plan_hash(self, plan: Plan | Mapping[str, Any] | str | Callable[..., Any]) -> str:
         """The hash a dry run reports and a pinned LIVE run must present."""
         if callable(plan) and not isinstance(plan, (Plan, Mapping)):
+            from otel_execaudit.acting import function_plan_hash
+
             body = getattr(plan, "__execaudit_plan__", (None, plan))[1]
             return function_plan_hash(body, self.guards)
         return plan_hash(load_plan(plan), self.guards, self.adapters)
@@ -128,8 +128,10 @@ class Executor:
                    None if strategy_id is None else str(strategy_id), validated,
                    validation_passed, acknowledge_risk, plan_hash, execution_id)
         if callable(plan) and not isinstance(plan, (Plan, Mapping)):
-            return _FunctionRun(self, plan, tuple(arguments), dict(keywords or {}),
-                                *options).execute()
+            from otel_execaudit.acting import FunctionRun
+
+            return FunctionRun(self, plan, tuple(arguments), dict(keywords or {}),
+                               *options).execute()
         return _Run(self, load_plan(plan), *options).execute()
 
     def run_action(self, request: Mapping[str, Any], **options: Any) -> ExecutionResult:
@@ -504,94 +506,3 @@ def _guard_configuration(guards: Iterable[Guard]) -> list[dict[str, Any]]:
 def _type_name(value: Any) -> str:
     kind = type(value)
     return f"{kind.__module__}.{kind.__qualname__}"
-
-
-class _FunctionRun(_Run):
-    """A code-first plan: the function runs inside the execution; each of its ``@step`` functions
-    that declare side effects passes through this run as its gate (see ``acting``)."""
-
-    def __init__(self, executor: Executor, function: Callable[..., Any],
-                 arguments: tuple[Any, ...], keywords: dict[str, Any], *options: Any) -> None:
-        plan_id, self.body = getattr(function, "__execaudit_plan__", (None, function))
-        self.plan_id = plan_id or getattr(function, "__name__", "plan")
-        self.arguments, self.keywords = arguments, keywords
-        super().__init__(executor, Plan(self.plan_id, ()), *options)
-        self.hash = function_plan_hash(self.body, executor.guards)
-        self.context = replace(self.context, plan_hash=self.hash)
-
-    def _steps(self) -> None:
-        if not self._preflight():
-            self._emit(PlanStep(self.plan_id, _qualified(self.body)), None,
-                       terminal.GUARD_DENIED)
-            return
-        token = gate.set(self)
-        try:
-            self.value = self.body(*self.arguments, **self.keywords)
-        except GuardDeniedError:
-            pass  # recorded (BLOCKED) by before()
-        except Exception as error:  # noqa: BLE001 - recorded with its traceback
-            if self.status is ResultStatus.SUCCESS:
-                self.status = ResultStatus.FAILED
-                self.error = f"{type(error).__name__}: {error}"
-            self.cause = error
-        finally:
-            gate.reset(token)
-
-    # -- the gate ------------------------------------------------------------------------------
-
-    def simulated(self, spec: PlanStep, step: Any, description: str) -> None:
-        self.actions.append(self._action(spec, spec.action_type, "SIMULATED", "success",
-                                         f"would {description}",
-                                         "Simulated successfully (nothing was performed)"))
-        self._emit(spec, spec.action_type, None)
-
-    def before(self, spec: PlanStep, step: Any) -> None:
-        if self.status is not ResultStatus.SUCCESS or not self._recheck(
-                step._handle, spec, spec.action_type):
-            raise GuardDeniedError(f"step {spec.name!r} not run: {self.error}")
-
-    def after(self, spec: PlanStep, step: Any, error: BaseException | None) -> None:
-        observer = self.observer
-        assert observer is not None
-        observed = [effect for effect in observer.get_execution_record().side_effects_report
-                    .observed if effect.step_index == step.index]
-        violations = _violations(spec, observed)
-        if error is not None:
-            failure = describe_failure(get_runtime().redactor, error)
-            self.actions.append(self._action(
-                spec, spec.action_type, "LIVE", "failed", _describe(spec),
-                f"{failure.error_type}: {failure.message}", None, terminal.ADAPTER_EXCEPTION,
-                violations))
-            self._emit(spec, spec.action_type, terminal.ADAPTER_EXCEPTION)
-            return
-        for text in violations:
-            step.event("side_effect.violation", violation=text)
-        status = "failed" if violations else "success"
-        self.actions.append(self._action(spec, spec.action_type, "LIVE", status,
-                                         _describe(spec), "Performed", None,
-                                         terminal.UNDECLARED_SIDE_EFFECT if violations else None,
-                                         violations))
-        self._emit(spec, spec.action_type,
-                   terminal.UNDECLARED_SIDE_EFFECT if violations else None)
-        if violations and self.status is ResultStatus.SUCCESS:
-            self.status = ResultStatus.FAILED
-            self.error = f"step {spec.name!r}: " + "; ".join(violations)
-
-
-def function_plan_hash(function: Callable[..., Any], guards: Iterable[Guard]) -> str:
-    """The plan hash of a code-first plan: its function's name and its module's source (where
-    its steps usually live), and the guard configuration."""
-    module = inspect.getmodule(function)
-    try:
-        source = inspect.getsource(module) if module is not None else ""
-    except (OSError, TypeError):  # no source (interactive, frozen): the function's code
-        code = getattr(function, "__code__", None)
-        source = code.co_code.hex() if code is not None else ""
-    document = {"format": PLAN_HASH_FORMAT, "function": _qualified(function),
-                "source_sha256": hashlib.sha256(source.encode()).hexdigest(),
-                "guards": _guard_configuration(guards)}
-    return "sha256:" + hashlib.sha256(canonical_bytes(document)).hexdigest()
-
-
-def _qualified(function: Any) -> str:
-    return f"{getattr(function, '__module__', '?')}.{getattr(function, '__qualname__', '?')}"
