@@ -209,10 +209,15 @@ def load_adapters(module: str) -> None:
             from importlib.util import module_from_spec, spec_from_file_location
             from pathlib import Path
 
-            path = Path(module)
+            path = Path(module).resolve()
             spec = spec_from_file_location(path.stem, path)
             if spec is None or spec.loader is None or not path.is_file():
                 raise FileNotFoundError(f"no such file {module}")
+            existing = sys.modules.get(path.stem)
+            if existing is not None and getattr(existing, "__file__", None) != str(path):
+                raise AdapterError(
+                    f"cannot import adapters file {module}: a module named {path.stem!r} is "
+                    "already imported. Rename the file so that it does not shadow it.")
             loaded = module_from_spec(spec)
             sys.modules[path.stem] = loaded
             spec.loader.exec_module(loaded)

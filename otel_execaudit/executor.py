@@ -263,6 +263,11 @@ class _Run:
         return not denied
 
     def _steps(self) -> None:
+        keys = {step.name: self._key(index, step) for index, step in enumerate(self.plan.steps)
+                if step.consumption}
+        consumed = self.counters.consumed(keys.values())
+        self.context = replace(self.context, replayed=frozenset(
+            name for name, key in keys.items() if key in consumed))
         if not self._preflight():
             for step in self.plan.steps:  # each planned action's path ends here
                 self._emit(step, self._adapter_name(step), terminal.GUARD_DENIED)
@@ -351,12 +356,18 @@ class _Run:
             return None
         observer = self.observer
         assert observer is not None
-        key = step.idempotency_key or f"{observer.execution_id}:{handle.index}"
+        key = self._key(handle.index, step)
         return self.counters.consume(key, context.scope, amounts, maxima, lambda data: {
             "kind": "limits.consumed", "ts": timestamp_now(),
             "execution_id": observer.execution_id, "plan_id": observer.plan_id,
             "trace_id": handle.trace_id, "span_id": handle.span_id,
             "data": {"step_index": handle.index, **data}})
+
+    def _key(self, index: int, step: PlanStep) -> str:
+        """What makes a consumption a replay: the step's own key, else execution and index."""
+        observer = self.observer
+        assert observer is not None
+        return step.idempotency_key or f"{observer.execution_id}:{index}"
 
     def _perform(self, handle: StepHandle, step: PlanStep, adapter: Adapter,
                  context: ActionContext, kind: str, observed: list[SideEffect]) -> None:

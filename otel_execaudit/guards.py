@@ -66,7 +66,8 @@ class ExecutionGuard:
 @dataclass(frozen=True)
 class GuardContext:
     """Everything a guard may look at. ``step`` is set when guards are checked again just
-    before a LIVE action; ``usage`` returns today's limit usage for the tenant."""
+    before a LIVE action; ``usage`` returns today's limit usage for the tenant; ``replayed``
+    names the steps of a replayed execution whose limits were already consumed."""
 
     plan: Plan
     mode: ExecutionMode = ExecutionMode.DRY_RUN
@@ -79,6 +80,7 @@ class GuardContext:
     expected_plan_hash: str | None = None
     step: PlanStep | None = None
     usage: Callable[[], Mapping[str, float]] = field(default=lambda: {}, repr=False)
+    replayed: frozenset[str] = frozenset()  # names of steps whose limits are already consumed
 
     @property
     def live(self) -> bool:
@@ -95,6 +97,8 @@ class GuardContext:
         steps = (self.step,) if self.step is not None else self.plan.steps
         totals: dict[str, float] = {}
         for step in steps:
+            if step.name in self.replayed:  # a replay: counted once, the first time
+                continue
             for name, amount in step.consumption.items():
                 totals[name] = totals.get(name, 0) + amount
         return totals
@@ -304,6 +308,9 @@ def _run_one(guard: Guard, context: GuardContext,
     if not isinstance(result, ExecutionGuard):
         return ExecutionGuard(name, False, f"Guard returned {type(result).__name__}, not an "
                               "ExecutionGuard; denied (guards fail closed)"), None
+    if not isinstance(result.passed, bool):
+        return ExecutionGuard(name, False, f"Guard returned passed={result.passed!r}, not True "
+                              "or False; denied (guards fail closed)"), None
     # The verdict carries the guard's own severity; a deny cannot be softened by its message.
     return replace(result, name=result.name or name, severity=severity), None
 

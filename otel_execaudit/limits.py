@@ -24,7 +24,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from otel_execaudit.ledger import Ledger, LedgerEntry
 
@@ -74,6 +74,25 @@ class LimitCounters:
     def usage(self, scope: str, day: str | None = None) -> dict[str, float]:
         """What ``scope`` has consumed on ``day`` (default: today), by counter."""
         return self.ledger.read(lambda connection: _usage(connection, scope, day or today()))
+
+    def consumed(self, keys: Iterable[str]) -> set[str]:
+        """Those of ``keys`` already consumed (a replay presents them again)."""
+        wanted = list(keys)
+
+        def read(connection: sqlite3.Connection) -> set[str]:
+            found: set[str] = set()
+            try:
+                for start in range(0, len(wanted), 500):
+                    chunk = wanted[start:start + 500]
+                    found.update(key for (key,) in connection.execute(
+                        "SELECT DISTINCT key FROM limit_usage WHERE key IN "
+                        f"({', '.join('?' * len(chunk))})", chunk))
+            except sqlite3.OperationalError as error:
+                if "no such table" not in str(error):
+                    raise
+            return found
+
+        return self.ledger.read(read) if wanted else set()
 
     def consume(self, key: str, scope: str, amounts: Mapping[str, float],
                 maxima: Mapping[str, float],

@@ -19,6 +19,7 @@ Plans load from Python objects, JSON files and YAML files alike::
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,7 +209,8 @@ def _step(data: Any, number: int, where: str) -> PlanStep:
                         f"not {type(data).__name__}.")
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
-        raise PlanError(f"{where}, step {number}: name is missing or empty.")
+        raise PlanError(f"{where}, step {number}: name is missing or empty. Give every step "
+                        'a unique name, for example "name": "place-order".')
     where = f"{where}, step {number} ({name!r})"
     _refuse_unknown(data, _STEP_FIELDS, where)
     action_type = data.get("action_type")
@@ -269,8 +271,18 @@ def _rollback(data: Any, where: str) -> RollbackHint | None:
                         "actions and risks.")
     _refuse_unknown(data, {"description", "actions", "risks"}, f"{where}: rollback")
     return RollbackHint(str(data.get("description") or ""),
-                        tuple(str(item) for item in data.get("actions") or ()),
-                        tuple(str(item) for item in data.get("risks") or ()))
+                        _texts(data.get("actions"), f"{where}: rollback.actions"),
+                        _texts(data.get("risks"), f"{where}: rollback.risks"))
+
+
+def _texts(data: Any, where: str) -> tuple[str, ...]:
+    if data is None:
+        return ()
+    if isinstance(data, str):  # one item, not one per character
+        return (data,)
+    if not isinstance(data, list):
+        raise PlanError(f"{where} must be a list of strings.")
+    return tuple(str(item) for item in data)
 
 
 def _amounts(data: Any, where: str) -> dict[str, float]:
@@ -281,8 +293,9 @@ def _amounts(data: Any, where: str) -> dict[str, float]:
                         'for example {"orders": 10, "notional": 100000}.')
     amounts = {}
     for name, value in data.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise PlanError(f"{where}.{name} must be a number >= 0, not {value!r}.")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value) or value < 0:
+            raise PlanError(f"{where}.{name} must be a finite number >= 0, not {value!r}.")
         amounts[str(name)] = value
     return amounts
 
