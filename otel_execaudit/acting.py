@@ -3,7 +3,10 @@
 A step function that declares side effects behaves like a plan step that acts: its effects are
 declared in the ledger each time it runs; in a DRY_RUN execution it is simulated (recorded as
 what it would do, not called, and returns None); in a LIVE execution run by the ``Executor``
-the guards are checked again, and its limits consumed, just before it is called::
+the guards are checked again, and its limits consumed, just before it is called. Outside the
+``Executor`` an acting step never acts: in a LIVE execution it is refused (nothing checked the
+guards or the acknowledgement), and inside a run, the run's mode wins over any nested
+execution's, so that nothing nested can be more LIVE than the run it belongs to::
 
     >>> import otel_execaudit, tempfile, os
     >>> from otel_execaudit import execution, step
@@ -22,36 +25,28 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import hashlib
 import inspect
-from dataclasses import replace
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from otel_execaudit import terminal
-from otel_execaudit.canonical import canonical_bytes
 from otel_execaudit.errors import ConfigurationError, GuardDeniedError
-from otel_execaudit.executor import (
-    PLAN_HASH_FORMAT,
-    Executor,
-    ResultStatus,
-    _describe,
-    _guard_configuration,
-    _Run,
-    _violations,
-)
-from otel_execaudit.guards import Guard
-from otel_execaudit.observer import describe_failure
+from otel_execaudit.executor import Executor, PlanRun
+from otel_execaudit.observer import describe_failure, is_cancellation
+from otel_execaudit.pinning import function_plan_hash, qualified_name
 from otel_execaudit.plans import Plan, PlanStep, declared_effects
 from otel_execaudit.records import ExecutionMode
-from otel_execaudit.runtime import get_runtime
+from otel_execaudit.results import ResultStatus
 
-__all__ = ["ActionGate", "FunctionRun", "acting", "function_plan_hash", "gate"]
+__all__ = ["ActionGate", "FunctionRun", "acting", "gate"]
 
 
 class ActionGate(Protocol):
     """What the executor does around each acting step of a code-first plan."""
 
-    def simulated(self, spec: PlanStep, step: Any, description: str) -> None: ...
+    mode: ExecutionMode
+
+    def simulated(self, spec: PlanStep, step: Any, simulate: Callable[..., Any] | None,
+                  arguments: tuple[Any, ...], keywords: Mapping[str, Any]) -> None: ...
 
     def before(self, spec: PlanStep, step: Any) -> None:
         """Raise ``GuardDeniedError`` to stop the step before it acts."""
@@ -74,6 +69,9 @@ def acting(function: Callable[..., Any], name: str, side_effects: Iterable[Any],
     spec = PlanStep(name=name, action_type=function.__qualname__,
                     side_effects=declared_effects(side_effects, f"step {name!r}"),
                     consumes=dict(consumes or {}))
+    if not spec.side_effects:
+        raise ConfigurationError(f"@step({name!r}, side_effects=[]) declares nothing; leave "
+                                 "side_effects out for a step that only reads.")
 
     def prepare(arguments: tuple[Any, ...], keywords: dict[str, Any]) -> tuple[Any, bool]:
         from otel_execaudit.instrument import current_execution, current_step
@@ -81,18 +79,24 @@ def acting(function: Callable[..., Any], name: str, side_effects: Iterable[Any],
         step, execution = current_step(), current_execution()
         for effect in spec.side_effects:
             step.declare(effect.category, effect.description or name, effect.reversible)
-        if execution.mode is ExecutionMode.DRY_RUN:
-            description = spec.side_effects[0].description or name
-            if simulate is not None:
-                description = str(simulate(*arguments, **keywords))
-            step.event("simulated", would=description)
-            active = gate.get()
-            if active is not None:
-                active.simulated(spec, step, description)
-            return step, False
         active = gate.get()
-        if active is not None:
-            active.before(spec, step)
+        live = execution.mode is ExecutionMode.LIVE and (
+            active is None or active.mode is ExecutionMode.LIVE)
+        if not live:
+            if active is not None:
+                active.simulated(spec, step, simulate, arguments, keywords)
+            else:
+                description = spec.describe()
+                if simulate is not None:
+                    description = str(simulate(*arguments, **keywords))
+                step.event("simulated", would=description)
+            return step, False
+        if active is None:
+            raise GuardDeniedError(
+                f"step {name!r} declares side effects and its execution is LIVE, but no "
+                "Executor checked the guards or the acknowledgement; run the plan with "
+                "Executor().run(...).")
+        active.before(spec, step)
         return step, True
 
     def finish(step: Any, error: BaseException | None) -> None:
@@ -130,29 +134,36 @@ def acting(function: Callable[..., Any], name: str, side_effects: Iterable[Any],
     return act
 
 
-class FunctionRun(_Run):
-    """A code-first plan: the function runs inside the execution; each of its ``@step`` functions
-    that declare side effects passes through this run as its gate (see ``acting``)."""
+class FunctionRun(PlanRun):
+    """A code-first plan: the function runs inside the execution; each of its ``@step``
+    functions that declare side effects passes through this run as its gate."""
 
     def __init__(self, executor: Executor, function: Callable[..., Any],
                  arguments: tuple[Any, ...], keywords: dict[str, Any], *options: Any) -> None:
         plan_id, self.body = getattr(function, "__execaudit_plan__", (None, function))
-        self.plan_id = plan_id or getattr(function, "__name__", "plan")
+        if inspect.iscoroutinefunction(self.body) or inspect.isasyncgenfunction(self.body) \
+                or inspect.isgeneratorfunction(self.body):
+            raise ConfigurationError(
+                "Executor.run takes a plain plan function; for an async or generator plan, "
+                "run its acting steps from a plain function.")
         self.arguments, self.keywords = arguments, keywords
-        super().__init__(executor, Plan(self.plan_id, ()), *options)
-        self.hash = function_plan_hash(self.body, executor.guards)
-        self.context = replace(self.context, plan_hash=self.hash)
+        super().__init__(executor, Plan(plan_id or getattr(function, "__name__", "plan"), ()),
+                         *options)
+
+    def _hash(self) -> str:
+        return function_plan_hash(self.body, arguments=self.arguments, keywords=self.keywords,
+                                  guards=self.executor.guards, subject=self.subject)
 
     def _steps(self) -> None:
         if not self._preflight():
-            self._emit(PlanStep(self.plan_id, _qualified(self.body)), None,
+            self._emit(PlanStep(self.plan.plan_id, qualified_name(self.body)), None,
                        terminal.GUARD_DENIED)
             return
         token = gate.set(self)
         try:
             self.value = self.body(*self.arguments, **self.keywords)
         except GuardDeniedError:
-            pass  # recorded (BLOCKED) by before()
+            pass  # recorded (BLOCKED, or a step skipped after a failure) by before()
         except Exception as error:  # noqa: BLE001 - recorded with its traceback
             if self.status is ResultStatus.SUCCESS:
                 self.status = ResultStatus.FAILED
@@ -163,15 +174,17 @@ class FunctionRun(_Run):
 
     # -- the gate ------------------------------------------------------------------------------
 
-    def simulated(self, spec: PlanStep, step: Any, description: str) -> None:
-        self.actions.append(self._action(spec, spec.action_type, "SIMULATED", "success",
-                                         f"would {description}",
-                                         "Simulated successfully (nothing was performed)"))
-        self._emit(spec, spec.action_type, None)
+    def simulated(self, spec: PlanStep, step: Any, simulate: Callable[..., Any] | None,
+                  arguments: tuple[Any, ...], keywords: Mapping[str, Any]) -> None:
+        description = self.simulation(spec, simulate, arguments, keywords)
+        step.event("simulated", would=description)
+        self.record_simulated(step.index, spec, spec.action_type, description)
 
     def before(self, spec: PlanStep, step: Any) -> None:
-        if self.status is not ResultStatus.SUCCESS or not self._recheck(
-                step._handle, spec, spec.action_type):
+        if self.status is not ResultStatus.SUCCESS:  # an earlier action failed: stop here
+            self._emit(spec, spec.action_type, terminal.SKIPPED)
+            raise GuardDeniedError(f"step {spec.name!r} not run: {self.error}")
+        if not self._recheck(step._handle, step.index, spec, spec.action_type):
             raise GuardDeniedError(f"step {spec.name!r} not run: {self.error}")
 
     def after(self, spec: PlanStep, step: Any, error: BaseException | None) -> None:
@@ -179,43 +192,28 @@ class FunctionRun(_Run):
         assert observer is not None
         observed = [effect for effect in observer.get_execution_record().side_effects_report
                     .observed if effect.step_index == step.index]
-        violations = _violations(spec, observed)
+        violations = spec.violations(observed)
         if error is not None:
-            failure = describe_failure(get_runtime().redactor, error)
+            code = terminal.CANCELLED if is_cancellation(error) else terminal.ADAPTER_EXCEPTION
+            failure = describe_failure(self.redactor, error)
             self.actions.append(self._action(
-                spec, spec.action_type, "LIVE", "failed", _describe(spec),
-                f"{failure.error_type}: {failure.message}", None, terminal.ADAPTER_EXCEPTION,
-                violations))
-            self._emit(spec, spec.action_type, terminal.ADAPTER_EXCEPTION)
+                step.index, spec, spec.action_type, "LIVE", "failed", spec.describe(),
+                f"{failure.error_type}: {failure.message}", None, code, violations))
+            self._stop(f"step {spec.name!r} failed: {failure.error_type}: {failure.message}")
+            self._emit(spec, spec.action_type, code)
             return
         for text in violations:
             step.event("side_effect.violation", violation=text)
-        status = "failed" if violations else "success"
-        self.actions.append(self._action(spec, spec.action_type, "LIVE", status,
-                                         _describe(spec), "Performed", None,
-                                         terminal.UNDECLARED_SIDE_EFFECT if violations else None,
-                                         violations))
-        self._emit(spec, spec.action_type,
-                   terminal.UNDECLARED_SIDE_EFFECT if violations else None)
-        if violations and self.status is ResultStatus.SUCCESS:
-            self.status = ResultStatus.FAILED
-            self.error = f"step {spec.name!r}: " + "; ".join(violations)
+        code = terminal.UNDECLARED_SIDE_EFFECT if violations else None
+        self.actions.append(self._action(step.index, spec, spec.action_type, "LIVE",
+                                         "failed" if violations else "success",
+                                         spec.describe(), "Performed", None, code, violations))
+        if violations:
+            self._stop(f"step {spec.name!r}: " + "; ".join(violations))
+        self._emit(spec, spec.action_type, code)
 
-
-def function_plan_hash(function: Callable[..., Any], guards: Iterable[Guard]) -> str:
-    """The plan hash of a code-first plan: its function's name and its module's source (where
-    its steps usually live), and the guard configuration."""
-    module = inspect.getmodule(function)
-    try:
-        source = inspect.getsource(module) if module is not None else ""
-    except (OSError, TypeError):  # no source (interactive, frozen): the function's code
-        code = getattr(function, "__code__", None)
-        source = code.co_code.hex() if code is not None else ""
-    document = {"format": PLAN_HASH_FORMAT, "function": _qualified(function),
-                "source_sha256": hashlib.sha256(source.encode()).hexdigest(),
-                "guards": _guard_configuration(guards)}
-    return "sha256:" + hashlib.sha256(canonical_bytes(document)).hexdigest()
-
-
-def _qualified(function: Any) -> str:
-    return f"{getattr(function, '__module__', '?')}.{getattr(function, '__qualname__', '?')}"
+    def _stop(self, reason: str) -> None:
+        """A failed action fails the run, even if the plan function catches the error: later
+        actions are skipped, as in a data plan."""
+        if self.status is ResultStatus.SUCCESS:
+            self.status, self.error = ResultStatus.FAILED, reason

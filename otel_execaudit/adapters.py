@@ -34,7 +34,7 @@ __all__ = ["ActionContext", "ActionOutcome", "Adapter", "AdapterRegistry", "adap
            "default_registry", "load_adapters"]
 
 ENTRY_POINT_GROUP = "otel_execaudit.adapters"
-_ERROR_CODE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_ERROR_CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")  # snake_case: a code, never free text
 
 
 @dataclass(frozen=True)
@@ -66,12 +66,15 @@ class ActionContext:
     """What an adapter sees: the step, its ``params``, the ``mode``, and the recorder.
 
     ``side_effect()`` reports a change the adapter made; one the step did not declare is a
-    violation. ``event()`` adds a note to the step's audit trail.
+    violation. ``event()`` adds a note to the step's audit trail. ``idempotency_key`` is the
+    same for every replay of this step: pass it on (as a client order id, a request id) so
+    that the system acted on does not do the same thing twice.
     """
 
     def __init__(self, *, step: Any, mode: ExecutionMode, execution_id: str,
                  trace_id: str | None, client_id: Any, strategy_id: Any,
-                 record_effect: Callable[..., Any], record_event: Callable[..., Any]) -> None:
+                 idempotency_key: str, record_effect: Callable[..., Any],
+                 record_event: Callable[..., Any]) -> None:
         self.step = step
         self.params: Mapping[str, Any] = step.params
         self.mode = mode
@@ -79,6 +82,7 @@ class ActionContext:
         self.trace_id = trace_id
         self.client_id = client_id
         self.strategy_id = strategy_id
+        self.idempotency_key = idempotency_key
         self._record_effect = record_effect
         self._record_event = record_event
 
@@ -232,5 +236,10 @@ def load_adapters(module: str) -> None:
 
 
 def error_code(value: Any, default: str) -> str:
-    """An adapter's error code as it may appear in a terminal event: short, no free text."""
+    """An adapter's error code as it may appear in a terminal event: short snake_case, no
+    free text; anything else becomes ``default``.
+
+    >>> error_code("insufficient_funds", "adapter_failure"), error_code("Bad: x", "adapter_failure")
+    ('insufficient_funds', 'adapter_failure')
+    """
     return value if isinstance(value, str) and _ERROR_CODE.fullmatch(value) else default

@@ -1,10 +1,10 @@
 """The guarded executor: plans run safe by default.
 
-DRY_RUN unless LIVE is asked for; every guard runs and any deny blocks before a single side
-effect; in DRY_RUN a step that declares a side effect is simulated, never performed; in LIVE the
-guards are checked again and the step's limits consumed, atomically with its ledger entry, just
-before it acts. Every step's outcome is recorded in the ledger and as spans, and each ends with
-exactly one terminal event::
+DRY_RUN unless LIVE is asked for and acknowledged; every guard runs and any deny blocks before a
+single side effect; in DRY_RUN a step that declares a side effect is simulated, never performed;
+in LIVE the guards are checked again and the step's limits consumed, atomically with its ledger
+entry, just before it acts. Every step's outcome is recorded in the ledger and as spans, and each
+ends with exactly one terminal event::
 
     >>> import otel_execaudit, tempfile, os
     >>> from otel_execaudit.adapters import AdapterRegistry
@@ -24,7 +24,6 @@ exactly one terminal event::
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 from dataclasses import replace
@@ -43,103 +42,110 @@ from otel_execaudit.adapters import (
     default_registry,
     error_code,
 )
-from otel_execaudit.canonical import canonical_bytes
-from otel_execaudit.errors import SecurityEscalationError
+from otel_execaudit.errors import ConfigurationError, SecurityEscalationError
 from otel_execaudit.guards import (
     DEFAULT_GUARD_TIMEOUT,
+    AcknowledgementGuard,
     ExecutionGuard,
     ExecutionLimitsGuard,
     Guard,
     GuardContext,
     PlanPinGuard,
-    default_guards,
     evaluate,
-    guard_name,
 )
+from otel_execaudit.guards import default_guards as seed_guards
 from otel_execaudit.instrument import execution
-from otel_execaudit.limits import LimitCounters
-from otel_execaudit.observer import ExecutionObserver, StepHandle, describe_failure, printable
+from otel_execaudit.limits import Consumption, LimitCounters
+from otel_execaudit.observer import (
+    ExecutionObserver,
+    StepHandle,
+    describe_failure,
+    is_cancellation,
+    printable,
+)
+from otel_execaudit.pinning import plan_hash
 from otel_execaudit.plans import Plan, PlanStep, load_plan
 from otel_execaudit.records import ExecutionMode, SideEffect, timestamp_now
 from otel_execaudit.results import ActionRecord, ExecutionResult, ResultStatus
 from otel_execaudit.runtime import get_runtime
 
-__all__ = ["Executor", "execute_plan", "plan_hash"]
+__all__ = ["Executor", "execute_plan"]
 
-PLAN_HASH_FORMAT = 1
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
-
-
-def plan_hash(plan: Plan, guards: Iterable[Guard], adapters: AdapterRegistry) -> str:
-    """``sha256:<hex>`` over the plan's steps and parameters, the guard configuration, and the
-    adapter serving each action type: change any of them and a pinned LIVE run refuses it."""
-    document = {
-        "format": PLAN_HASH_FORMAT,
-        "plan": plan.to_dict(),
-        "guards": _guard_configuration(guards),
-        "adapters": {step.action_type: _adapter_name(adapters.get(step.action_type))
-                     for step in plan.steps},
-    }
-    return "sha256:" + hashlib.sha256(canonical_bytes(document)).hexdigest()
+PlanSource = Plan | Mapping[str, Any] | str | Callable[..., Any]
 
 
 class Executor:
     """Runs plans through guards and adapters, recording everything.
 
-    ``guards`` defaults to the four seed guards; ``adapters`` to the default registry (``@adapter``
-    and entry points). ``require_plan_hash`` makes LIVE runs present the hash of their dry run.
-    ``security`` is the recorder's security provider (see ``ExecutionObserver``).
+    ``guards`` are added to the four seed guards (``default_guards=False`` to replace them);
+    whatever the list, a LIVE run needs an acknowledgement. ``adapters`` defaults to the default
+    registry (``@adapter`` and entry points). ``require_plan_hash`` makes LIVE runs present the
+    hash of their dry run. ``security`` is the recorder's security provider.
     """
 
-    def __init__(self, *, guards: Iterable[Guard] | None = None,
+    def __init__(self, *, guards: Iterable[Guard] = (), default_guards: bool = True,
                  adapters: AdapterRegistry | None = None,
                  guard_timeout: float = DEFAULT_GUARD_TIMEOUT,
                  require_plan_hash: bool = False, product: str = terminal.PRODUCT,
                  security: Any = None) -> None:
-        self.guards: list[Guard] = list(default_guards() if guards is None else guards)
+        chosen = [*(seed_guards() if default_guards else []), *guards]
+        if not any(isinstance(guard, AcknowledgementGuard) for guard in chosen):
+            chosen.append(AcknowledgementGuard())  # LIVE is always acknowledged
+        self.guards: list[Guard] = chosen
         self.adapters = adapters if adapters is not None else default_registry
         self.guard_timeout = guard_timeout
         self.require_plan_hash = require_plan_hash
         self.product = product
         self.security = security
 
-    def plan_hash(self, plan: Plan | Mapping[str, Any] | str | Callable[..., Any]) -> str:
-        """The hash a dry run reports and a pinned LIVE run must present."""
-        if callable(plan) and not isinstance(plan, (Plan, Mapping)):
-            from otel_execaudit.acting import function_plan_hash
+    def plan_hash(self, plan: PlanSource, *, client_id: Any = None,
+                  strategy_id: str | int | None = None, arguments: tuple[Any, ...] = (),
+                  keywords: Mapping[str, Any] | None = None) -> str:
+        """The hash a dry run of ``plan`` for this client reports, and a pinned LIVE run must
+        present. Example: ``executor.plan_hash("plan.yaml", client_id=1)``."""
+        return self._prepare(plan, ExecutionMode.DRY_RUN, client_id, strategy_id, False,
+                             False, False, None, None, arguments, keywords).hash
 
-            body = getattr(plan, "__execaudit_plan__", (None, plan))[1]
-            return function_plan_hash(body, self.guards)
-        return plan_hash(load_plan(plan), self.guards, self.adapters)
-
-    def run(self, plan: Plan | Mapping[str, Any] | str | Callable[..., Any], *,
-            mode: ExecutionMode | str = ExecutionMode.DRY_RUN, client_id: Any = None,
-            strategy_id: str | int | None = None, validated: bool = False,
-            validation_passed: bool = False, acknowledge_risk: bool = False,
-            plan_hash: str | None = None, execution_id: str | None = None,
-            arguments: tuple[Any, ...] = (),
+    def run(self, plan: PlanSource, *, mode: ExecutionMode | str = ExecutionMode.DRY_RUN,
+            client_id: Any = None, strategy_id: str | int | None = None,
+            validated: bool = False, validation_passed: bool = False,
+            acknowledge_risk: bool = False, plan_hash: str | None = None,
+            execution_id: str | None = None, arguments: tuple[Any, ...] = (),
             keywords: Mapping[str, Any] | None = None) -> ExecutionResult:
         """Run ``plan``: a Plan, a mapping, a JSON/YAML path, or a code-first plan function
         (``@plan`` or plain, called with ``arguments`` and ``keywords``; its ``@step``
-        functions with ``side_effects`` are the actions). DRY_RUN unless ``mode`` is LIVE, and LIVE only when
-        every guard allows it. Raises PlanError for a malformed plan (nothing is recorded) and
-        LedgerWriteError if the ledger cannot be written."""
-        options = (ExecutionMode.parse(mode), client_id,
-                   None if strategy_id is None else str(strategy_id), validated,
-                   validation_passed, acknowledge_risk, plan_hash, execution_id)
+        functions with ``side_effects`` are the actions). DRY_RUN unless ``mode`` is LIVE, and
+        LIVE only when every guard allows it. Raises PlanError for a malformed plan (nothing
+        is recorded) and LedgerWriteError if the ledger cannot be written.
+
+        Example: ``executor.run("plan.yaml", client_id=1)`` is a dry run.
+        """
+        return self._prepare(plan, ExecutionMode.parse(mode), client_id, strategy_id,
+                             validated, validation_passed, acknowledge_risk, plan_hash,
+                             execution_id, arguments, keywords).execute()
+
+    def _prepare(self, plan: PlanSource, mode: ExecutionMode, client_id: Any,
+                 strategy_id: str | int | None, validated: bool, validation_passed: bool,
+                 acknowledge_risk: bool, expected_hash: str | None, execution_id: str | None,
+                 arguments: tuple[Any, ...], keywords: Mapping[str, Any] | None) -> PlanRun:
+        options = (mode, client_id, None if strategy_id is None else str(strategy_id),
+                   validated, validation_passed, acknowledge_risk, expected_hash, execution_id)
         if callable(plan) and not isinstance(plan, (Plan, Mapping)):
             from otel_execaudit.acting import FunctionRun
 
-            return FunctionRun(self, plan, tuple(arguments), dict(keywords or {}),
-                               *options).execute()
-        return _Run(self, load_plan(plan), *options).execute()
+            return FunctionRun(self, plan, tuple(arguments), dict(keywords or {}), *options)
+        if arguments or keywords:
+            raise ConfigurationError("arguments and keywords are for code-first plan "
+                                     "functions; a data plan takes its values from params.")
+        return PlanRun(self, load_plan(plan), *options)
 
     def run_action(self, request: Mapping[str, Any], **options: Any) -> ExecutionResult:
         """Run one action request, as an agent's tool call does: ``trace_id`` (the caller's,
         32 hex characters; the execution joins that trace), ``action_type``, ``params``, and
-        optionally ``name``, ``side_effects``, ``consumes`` and ``rollback`` as in a plan step.
-        ``options`` as for ``run``. A request without a valid trace id or action type fails
-        (one terminal event, one recorded execution) and nothing runs.
+        optionally ``plan_id``, ``name`` and the other fields of a plan step. ``options`` as
+        for ``run``. A request without a valid trace id or action type fails (one terminal
+        event, one recorded execution) and nothing runs; unknown fields raise PlanError.
 
         Example: ``executor.run_action({"trace_id": "4bf9…", "action_type": "send_email",
         "params": {"to": "ops"}}, client_id=7)``
@@ -154,12 +160,11 @@ class Executor:
         if code is not None:
             return self._refuse_request(action_type if isinstance(action_type, str) else None,
                                         trace_id, code, options)
-        step = {key: request[key] for key in ("params", "side_effects", "consumes",
-                                               "rollback", "idempotency_key", "description")
-                if key in request}
+        step = {key: value for key, value in request.items() if key not in ("trace_id",
+                                                                            "plan_id")}
+        step.setdefault("name", action_type)
         plan = load_plan({"plan_id": str(request.get("plan_id") or f"action:{action_type}"),
-                          "steps": [{"name": str(request.get("name") or action_type),
-                                     "action_type": action_type, **step}]})
+                          "steps": [step]})
         parent = trace.NonRecordingSpan(trace.SpanContext(
             trace_id=int(trace_id.lower(), 16), span_id=random.getrandbits(64) or 1,
             is_remote=True, trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED)))
@@ -176,9 +181,9 @@ class Executor:
                   "characters, not all zero); pass the caller's trace id",
                   terminal.MISSING_ACTION_TYPE: "the request has no action_type; name the "
                   "adapter action to run"}[code]
-        metadata = {"plan_id": f"action:{action_type or 'unknown'}",
-                    "client_id": options.get("client_id"), "mode": mode.value}
-        with execution(metadata["plan_id"], mode=mode, details=metadata) as run:
+        metadata = {"plan_id": "action", "client_id": options.get("client_id"),
+                    "mode": mode.value}
+        with execution("action", mode=mode, details=metadata) as run:
             observer = run.observer
             assert observer is not None
             terminal.emit(terminal.TerminalEvent.failed(trace_id, action_type, None, code,
@@ -192,7 +197,7 @@ class Executor:
                                datetime.now(timezone.utc), reason)
 
 
-def execute_plan(plan: Plan | Mapping[str, Any] | str, **options: Any) -> ExecutionResult:
+def execute_plan(plan: PlanSource, **options: Any) -> ExecutionResult:
     """Run ``plan`` with the default executor; ``options`` as for ``Executor.run``.
 
     Example: ``execute_plan("plan.yaml", client_id=1)`` is a dry run.
@@ -200,8 +205,8 @@ def execute_plan(plan: Plan | Mapping[str, Any] | str, **options: Any) -> Execut
     return Executor().run(plan, **options)
 
 
-class _Run:
-    """One run of one plan: the state the steps share."""
+class PlanRun:
+    """One run of one plan: the state its steps share, and the steps' life cycle."""
 
     def __init__(self, executor: Executor, plan: Plan, mode: ExecutionMode, client_id: Any,
                  strategy_id: str | None, validated: bool, validation_passed: bool,
@@ -209,7 +214,7 @@ class _Run:
                  execution_id: str | None) -> None:
         self.executor, self.plan, self.mode = executor, plan, mode
         self.adapters = executor.adapters
-        self.hash = plan_hash(plan, executor.guards, executor.adapters)
+        self.redactor = get_runtime().redactor
         pinning = expected_hash is not None or executor.require_plan_hash
         self.guards = executor.guards + ([PlanPinGuard(required=executor.require_plan_hash)]
                                          if pinning else [])
@@ -217,8 +222,10 @@ class _Run:
         self.context = GuardContext(
             plan=plan, mode=mode, client_id=client_id, strategy_id=strategy_id,
             validated=validated, validation_passed=validation_passed,
-            acknowledge_risk=acknowledge_risk, plan_hash=self.hash,
-            expected_plan_hash=expected_hash, usage=self._usage)
+            acknowledge_risk=acknowledge_risk, expected_plan_hash=expected_hash,
+            usage=lambda: self.counters.usage(self.context.scope))
+        self.hash = self._hash()
+        self.context = replace(self.context, plan_hash=self.hash)
         self.execution_id = execution_id
         self.cause: BaseException | None = None  # the exception that failed the run, if any
         self.value: Any = None  # what a code-first plan function returned
@@ -227,9 +234,18 @@ class _Run:
         self.error: str | None = None
         self.status = ResultStatus.SUCCESS
         self.observer: ExecutionObserver | None = None
+        self._emitted = False  # whether the current action path has its terminal event
 
-    def _usage(self) -> Mapping[str, float]:
-        return self.counters.usage(self.context.scope)
+    @property
+    def subject(self) -> dict[str, Any]:
+        """Whose run, and under which executor settings: part of the plan hash."""
+        return {"client_id": self.context.client_id, "strategy_id": self.context.strategy_id,
+                "guard_timeout": self.executor.guard_timeout,
+                "require_plan_hash": self.executor.require_plan_hash}
+
+    def _hash(self) -> str:
+        return plan_hash(self.plan, guards=self.executor.guards, adapters=self.adapters,
+                         subject=self.subject)
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -265,7 +281,7 @@ class _Run:
     def _steps(self) -> None:
         keys = {step.name: self._key(index, step) for index, step in enumerate(self.plan.steps)
                 if step.consumption}
-        consumed = self.counters.consumed(keys.values())
+        consumed = self.counters.consumed(keys.values(), self.context.scope)
         self.context = replace(self.context, replayed=frozenset(
             name for name, key in keys.items() if key in consumed))
         if not self._preflight():
@@ -273,14 +289,20 @@ class _Run:
                 self._emit(step, self._adapter_name(step), terminal.GUARD_DENIED)
             return
         for index, step in enumerate(self.plan.steps):
-            if self.status is not ResultStatus.SUCCESS:
-                self._emit(step, self._adapter_name(step), terminal.SKIPPED)
-                continue
+            self._emitted = False
             try:
+                if self.status is not ResultStatus.SUCCESS:
+                    self._emit(step, self._adapter_name(step), terminal.SKIPPED)
+                    continue
                 self._step(index, step)
             except SecurityEscalationError as error:  # the recorder ended it INCOMPLETE
                 self.status, self.error = ResultStatus.FAILED, str(error)
                 self._emit(step, self._adapter_name(step), terminal.SECURITY_ESCALATION)
+            except BaseException as error:  # the run stops; the path still gets its event
+                if not self._emitted:
+                    self._emit(step, self._adapter_name(step), terminal.CANCELLED
+                               if is_cancellation(error) else terminal.INTERNAL_ERROR)
+                raise
 
     def _step(self, index: int, step: PlanStep) -> None:
         observer = self.observer
@@ -290,78 +312,90 @@ class _Run:
         kind = "READ" if not step.acts else ("SIMULATED" if simulated else "LIVE")
         handle = observer.start_step(step.name, {
             "action_type": step.action_type, "params": dict(step.params), "type": kind,
-            "adapter": _adapter_name(adapter)}, index=index)
+            "adapter": adapter.name if adapter else None}, index=index)
         for effect in step.side_effects:
             observer.declare_side_effect(effect.category, effect.description or step.name,
                                          effect.reversible, step_index=index)
         if adapter is None:
-            self._fail(handle, step, None, kind, terminal.UNSUPPORTED_ACTION_TYPE,
+            self._fail(handle, index, step, None, kind, terminal.UNSUPPORTED_ACTION_TYPE,
                        f"no adapter for action_type {step.action_type!r}; register one with "
                        f"@adapter({step.action_type!r}) or pass --adapters MODULE")
             return
         observed: list[SideEffect] = []
-        context = self._action_context(handle, step, observed)
+        context = self._action_context(handle, index, step, observed)
         if simulated:
-            self._simulate(handle, step, adapter, context)
+            self._simulate(handle, index, step, adapter, context)
             return
         # LIVE: an action, or a read that counts against limits, passes the guards again.
         if self.mode is ExecutionMode.LIVE and (step.acts or step.consumes) \
-                and not self._recheck(handle, step, adapter.name):
+                and not self._recheck(handle, index, step, adapter.name):
             return
-        self._perform(handle, step, adapter, context, kind, observed)
+        self._perform(handle, index, step, adapter, context, kind, observed)
 
-    def _simulate(self, handle: StepHandle, step: PlanStep, adapter: Adapter,
+    def _simulate(self, handle: StepHandle, index: int, step: PlanStep, adapter: Adapter,
                   context: ActionContext) -> None:
-        description = _describe(step)
-        if adapter.simulator is not None:
-            try:
-                description = printable(adapter.simulator(context))
-            except Exception as error:  # noqa: BLE001 - a simulator's bug is not the plan's
-                description = f"{description} (simulator raised {type(error).__name__})"
+        description = self.simulation(step, adapter.simulator, (context,), {})
         handle.event("simulated", {"would": description})
         handle.complete({"simulated": True, "would": description})
-        self.actions.append(self._action(step, adapter.name, "SIMULATED", "success",
+        self.record_simulated(index, step, adapter.name, description)
+
+    def simulation(self, step: PlanStep, simulator: Callable[..., Any] | None,
+                   arguments: tuple[Any, ...], keywords: Mapping[str, Any]) -> str:
+        """What a simulated step would do: its simulator's words, else its declaration."""
+        description = step.describe()
+        if simulator is not None:
+            try:
+                description = printable(simulator(*arguments, **keywords))
+            except Exception as error:  # noqa: BLE001 - a simulator's bug is not the plan's
+                description = f"{description} (simulator raised {type(error).__name__})"
+        return description
+
+    def record_simulated(self, index: int, step: PlanStep, adapter: str | None,
+                         description: str) -> None:
+        self.actions.append(self._action(index, step, adapter, "SIMULATED", "success",
                                          f"would {description}",
                                          "Simulated successfully (nothing was performed)"))
-        self._emit(step, adapter.name, None)
+        self._emit(step, adapter, None)
 
-    def _recheck(self, handle: StepHandle, step: PlanStep, adapter: str) -> bool:
+    def _recheck(self, handle: StepHandle, index: int, step: PlanStep, adapter: str) -> bool:
         """Just before a LIVE action: every guard again, then the limits consumed atomically."""
         context = replace(self.context, step=step)
         verdicts = self._check_guards(context, "recheck", handle)
-        denied = [verdict for verdict in verdicts if verdict.decision == "deny"]
-        consumption = None if denied else self._consume(handle, step, context)
+        self.verdicts.extend(verdict for verdict in verdicts if verdict.decision != "allow")
+        denied = [verdict.name for verdict in verdicts if verdict.decision == "deny"]
+        consumption = None if denied else self._consume(handle, index, step, context)
         if consumption is not None and not consumption.allowed:
-            denied.append(ExecutionGuard(
-                "ExecutionLimits", False, f"Daily limit reached for {', '.join(consumption.over)}"
-                " (consumed concurrently by another run)", stage="recheck"))
+            refusal = ExecutionGuard("ExecutionLimits", False, consumption.reason,
+                                     stage="recheck")
+            self.verdicts.append(refusal)
+            denied.append(refusal.name)
         if not denied:
             return True
-        self.verdicts.extend(denied)
-        reason = "blocked by " + ", ".join(verdict.name for verdict in denied)
+        reason = "blocked by " + ", ".join(denied)
         handle.cancel(reason)
-        self.actions.append(self._action(step, adapter, "LIVE", "blocked",
-                                         _describe(step), reason))
+        self.actions.append(self._action(index, step, adapter, "NOT_RUN", "blocked",
+                                         step.describe(), reason))
         self.status, self.error = ResultStatus.BLOCKED, reason
         self._emit(step, adapter, terminal.GUARD_DENIED)
         return False
 
-    def _consume(self, handle: StepHandle, step: PlanStep, context: GuardContext) -> Any:
+    def _consume(self, handle: StepHandle, index: int, step: PlanStep,
+                 context: GuardContext) -> Consumption | None:
+        amounts = step.consumption
+        if not amounts:
+            return None
         maxima: dict[str, float] = {}
         for guard in self.guards:
             if isinstance(guard, ExecutionLimitsGuard):
                 maxima.update(guard.maxima(context))
-        amounts = step.consumption
-        if not amounts:
-            return None
         observer = self.observer
         assert observer is not None
-        key = self._key(handle.index, step)
-        return self.counters.consume(key, context.scope, amounts, maxima, lambda data: {
+        return self.counters.consume(self._key(index, step), context.scope, amounts, maxima,
+                                     lambda data: {
             "kind": "limits.consumed", "ts": timestamp_now(),
             "execution_id": observer.execution_id, "plan_id": observer.plan_id,
             "trace_id": handle.trace_id, "span_id": handle.span_id,
-            "data": {"step_index": handle.index, **data}})
+            "data": {"step_index": index, **data}})
 
     def _key(self, index: int, step: PlanStep) -> str:
         """What makes a consumption a replay: the step's own key, else execution and index."""
@@ -369,38 +403,55 @@ class _Run:
         assert observer is not None
         return step.idempotency_key or f"{observer.execution_id}:{index}"
 
-    def _perform(self, handle: StepHandle, step: PlanStep, adapter: Adapter,
+    def _perform(self, handle: StepHandle, index: int, step: PlanStep, adapter: Adapter,
                  context: ActionContext, kind: str, observed: list[SideEffect]) -> None:
         token = otel_context.attach(handle.context)  # the adapter's own spans nest here
         try:
-            output = adapter(context)
+            outcome = self._outcome(adapter(context))
         except Exception as error:  # noqa: BLE001 - recorded with its traceback; the run stops
+            self._fail(handle, index, step, adapter.name, kind, terminal.ADAPTER_EXCEPTION,
+                       error, violations=step.violations(observed))
+            return
+        except BaseException as error:  # cancelled: recorded, then it goes on up
+            handle.cancel(error)
+            self.actions.append(self._action(index, step, adapter.name, kind, "failed",
+                                             step.describe(), "cancelled"))
+            self._emit(step, adapter.name, terminal.CANCELLED)
+            raise
+        finally:
             otel_context.detach(token)
-            self._fail(handle, step, adapter.name, kind, terminal.ADAPTER_EXCEPTION, error)
-            return
-        otel_context.detach(token)
-        outcome = _outcome(output)
         if outcome is None:
-            self._fail(handle, step, adapter.name, kind, terminal.INVALID_OUTPUT,
-                       f"adapter returned {type(output).__name__}; return an ActionOutcome, "
-                       "a mapping of result details, or None")
+            self._fail(handle, index, step, adapter.name, kind, terminal.INVALID_OUTPUT,
+                       "adapter returned something other than an ActionOutcome, a mapping of "
+                       "result details, or None", violations=step.violations(observed))
             return
-        violations = _violations(step, observed)
+        violations = step.violations(observed)
         if not outcome.ok:
             code = error_code(outcome.error_code, terminal.ADAPTER_FAILURE)
-            self._fail(handle, step, adapter.name, kind, code, outcome.result,
+            self._fail(handle, index, step, adapter.name, kind, code, outcome.result,
                        dict(outcome.details), violations)
             return
         if violations:
             for text in violations:
                 handle.event("side_effect.violation", {"violation": text})
-            self._fail(handle, step, adapter.name, kind, terminal.UNDECLARED_SIDE_EFFECT,
-                       "; ".join(violations), dict(outcome.details), violations)
+            self._fail(handle, index, step, adapter.name, kind,
+                       terminal.UNDECLARED_SIDE_EFFECT, "; ".join(violations),
+                       dict(outcome.details), violations)
             return
         handle.complete(dict(outcome.details))
-        self.actions.append(self._action(step, adapter.name, kind, "success", _describe(step),
-                                         outcome.result or "Performed", dict(outcome.details)))
+        self.actions.append(self._action(index, step, adapter.name, kind, "success",
+                                         step.describe(), outcome.result or "Performed",
+                                         dict(outcome.details)))
         self._emit(step, adapter.name, None)
+
+    def _outcome(self, output: Any) -> ActionOutcome | None:
+        if isinstance(output, ActionOutcome):
+            return output
+        if output is None:
+            return ActionOutcome.success()
+        if isinstance(output, Mapping):  # cleaned first: cyclic or hostile values are bounded
+            return ActionOutcome(True, "", self.redactor.clean(dict(output)))
+        return None
 
     # -- pieces ------------------------------------------------------------------------------
 
@@ -415,46 +466,53 @@ class _Run:
             observer.record_guard(verdict.name, verdict.decision, data, stage=stage,
                                   parent=handle, error=error)
 
-        return evaluate(self.guards, context, timeout=self.executor.guard_timeout, stage=stage,
-                        on_verdict=record)
+        verdicts = evaluate(self.guards, context, timeout=self.executor.guard_timeout,
+                            stage=stage, on_verdict=record)
+        # What reaches reports and --json is redacted like the ledger's copy.
+        return [replace(verdict, message=self.redactor.clean_text(verdict.message),
+                        details=self.redactor.clean(dict(verdict.details)))
+                for verdict in verdicts]
 
-    def _action_context(self, handle: StepHandle, step: PlanStep,
+    def _action_context(self, handle: StepHandle, index: int, step: PlanStep,
                         observed: list[SideEffect]) -> ActionContext:
         observer = self.observer
         assert observer is not None
         return ActionContext(
             step=step, mode=self.mode, execution_id=observer.execution_id,
             trace_id=observer.trace_id, client_id=self.context.client_id,
-            strategy_id=self.context.strategy_id,
+            strategy_id=self.context.strategy_id, idempotency_key=self._key(index, step),
             record_effect=lambda category, description, reversible, details: observed.append(
                 handle.side_effect(category, description, reversible, details)),
             record_event=lambda name, details: handle.event(name, details))
 
-    def _fail(self, handle: StepHandle, step: PlanStep, adapter: str | None, kind: str,
-              code: str, error: BaseException | str, details: Mapping[str, Any] | None = None,
+    def _fail(self, handle: StepHandle, index: int, step: PlanStep, adapter: str | None,
+              kind: str, code: str, error: BaseException | str,
+              details: Mapping[str, Any] | None = None,
               violations: list[str] | None = None) -> None:
         handle.fail(error, {"error_code": code, **(details or {})})
-        failure = describe_failure(get_runtime().redactor, error)  # as the ledger has it
+        failure = describe_failure(self.redactor, error)  # as the ledger has it
         message = (failure.message if isinstance(error, str)
                    else f"{failure.error_type}: {failure.message}")
-        self.actions.append(self._action(step, adapter, kind, "failed", _describe(step),
+        self.actions.append(self._action(index, step, adapter, kind, "failed", step.describe(),
                                          message, details or {}, code, violations or []))
         self.status, self.error = ResultStatus.FAILED, f"step {step.name!r} failed: {message}"
+        if isinstance(error, BaseException):
+            self.cause = error
         self._emit(step, adapter, code)
 
-    def _action(self, step: PlanStep, adapter: str | None, kind: str, status: str,
+    def _action(self, index: int, step: PlanStep, adapter: str | None, kind: str, status: str,
                 description: str, result: str, details: Mapping[str, Any] | None = None,
                 code: str | None = None, violations: Iterable[str] = ()) -> ActionRecord:
-        redactor = get_runtime().redactor
+        clean = self.redactor.clean_text
         return ActionRecord(
-            step_index=len(self.actions), step=step.name,
-            action_type=step.action_type, adapter=adapter, type=kind, status=status,
-            description=description, result=result,
-            details=redactor.clean(dict(details or {})), error_code=code,
-            violations=tuple(violations),
+            step_index=index, step=step.name, action_type=step.action_type, adapter=adapter,
+            type=kind, status=status, description=clean(description), result=clean(result),
+            details=self.redactor.clean(dict(details or {})), error_code=code,
+            violations=tuple(clean(text) for text in violations),
             rollback=step.rollback.to_dict() if step.rollback else None)
 
     def _emit(self, step: PlanStep, adapter: str | None, code: str | None) -> None:
+        self._emitted = True
         observer = self.observer
         trace_id = observer.trace_id if observer else None
         if code is None:
@@ -469,51 +527,5 @@ class _Run:
         terminal.emit(event, record=record, telemetry=get_runtime().telemetry)
 
     def _adapter_name(self, step: PlanStep) -> str | None:
-        return _adapter_name(self.adapters.get(step.action_type))
-
-
-def _outcome(output: Any) -> ActionOutcome | None:
-    if isinstance(output, ActionOutcome):
-        return output
-    if output is None:
-        return ActionOutcome.success()
-    if isinstance(output, Mapping):
-        return ActionOutcome(True, "", {str(key): value for key, value in output.items()})
-    return None
-
-
-def _violations(step: PlanStep, observed: Iterable[SideEffect]) -> list[str]:
-    """Observed effects beyond what the step declared: another category, or irreversible
-    where every declared effect of that category is reversible."""
-    problems = []
-    for effect in observed:
-        declared = [item for item in step.side_effects if item.category is effect.category]
-        if not declared:
-            problems.append(f"undeclared {effect.category.value} side effect: "
-                            f"{effect.description}")
-        elif not effect.reversible and all(item.reversible for item in declared):
-            problems.append(f"irreversible {effect.category.value} side effect declared "
-                            f"reversible: {effect.description}")
-    return problems
-
-
-def _describe(step: PlanStep) -> str:
-    if step.description:
-        return step.description
-    declared = "; ".join(effect.description for effect in step.side_effects
-                         if effect.description)
-    return declared or step.action_type
-
-
-def _adapter_name(adapter: Adapter | None) -> str | None:
-    return adapter.name if adapter is not None else None
-
-
-def _guard_configuration(guards: Iterable[Guard]) -> list[dict[str, Any]]:
-    return [{"name": guard_name(guard), "type": _type_name(guard),
-             "config": dict(getattr(guard, "config", dict)())} for guard in guards]
-
-
-def _type_name(value: Any) -> str:
-    kind = type(value)
-    return f"{kind.__module__}.{kind.__qualname__}"
+        adapter = self.adapters.get(step.action_type)
+        return adapter.name if adapter is not None else None

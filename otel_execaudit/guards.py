@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import contextvars
 import enum
+import math
 import threading
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping, Protocol, runtime_checkable
 
+from otel_execaudit.errors import ConfigurationError
 from otel_execaudit.limits import exceeded
+from otel_execaudit.observer import printable
 from otel_execaudit.plans import Plan, PlanStep
 from otel_execaudit.records import ExecutionMode, frozen, thawed
 
@@ -88,9 +91,9 @@ class GuardContext:
 
     @property
     def scope(self) -> str:
-        """Whose limits: the tenant, and the strategy if there is one."""
-        strategy = f"/strategy:{self.strategy_id}" if self.strategy_id is not None else ""
-        return f"client:{self.client_id}{strategy}"
+        """Whose counters: the tenant's (a strategy selects the maxima, not the counters, so
+        that switching strategies cannot reset a tenant's day)."""
+        return f"client:{self.client_id}"
 
     def planned(self) -> dict[str, float]:
         """What the step about to act (or, before the first, the whole plan) will consume."""
@@ -150,10 +153,10 @@ class ValidationRequiredGuard:
     def check(self, context: GuardContext) -> ExecutionGuard:
         if not context.live:
             return ExecutionGuard(self.name, True, "Validation not required for DRY-RUN")
-        if not context.validated:
+        if context.validated is not True:  # only True itself: "no" or "false" are not a yes
             return ExecutionGuard(self.name, False,
                                   "LIVE execution requires prior validation (--validated)")
-        if not context.validation_passed:
+        if context.validation_passed is not True:
             return ExecutionGuard(self.name, False,
                                   "Validation did not pass (--validation-passed)")
         return ExecutionGuard(self.name, True, "Plan validated successfully")
@@ -167,7 +170,7 @@ class AcknowledgementGuard:
     def check(self, context: GuardContext) -> ExecutionGuard:
         if not context.live:
             return ExecutionGuard(self.name, True, "Acknowledgement not required for DRY-RUN")
-        if not context.acknowledge_risk:
+        if context.acknowledge_risk is not True:
             return ExecutionGuard(self.name, False, "LIVE execution requires explicit risk "
                                                     "acknowledgement (--acknowledge-risk)")
         return ExecutionGuard(self.name, True, "Risk acknowledged for LIVE execution")
@@ -192,6 +195,11 @@ class ExecutionLimitsGuard:
         given = {"orders": max_orders_per_day, "notional": max_notional_per_day,
                  "loss": max_loss_per_day, **(limits or {})}
         self.limits = {name: value for name, value in given.items() if value is not None}
+        for name, value in self.limits.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value) or value < 0:
+                raise ConfigurationError(f"ExecutionLimitsGuard: the maximum for {name!r} "
+                                         f"must be a finite number >= 0, not {value!r}.")
 
     def config(self) -> Mapping[str, Any]:
         return {"limits": dict(self.limits)}
@@ -200,6 +208,12 @@ class ExecutionLimitsGuard:
         return {**context.plan.limits_for(context.strategy_id), **self.limits}
 
     def check(self, context: GuardContext) -> ExecutionGuard:
+        strategies = context.plan.strategies
+        if context.strategy_id is not None and strategies \
+                and context.strategy_id not in strategies:
+            return ExecutionGuard(self.name, False, (
+                f"Unknown strategy {context.strategy_id!r}: the plan defines "
+                f"{sorted(strategies)}"), {"strategy_id": context.strategy_id})
         maxima = self.maxima(context)
         if not maxima:
             return ExecutionGuard(self.name, True, "No execution limits configured")
@@ -302,17 +316,24 @@ def _run_one(guard: Guard, context: GuardContext,
                               "denied (guards fail closed)", {"timeout": timeout}), None
     result = outcome[0]
     if isinstance(result, BaseException):
-        return ExecutionGuard(name, False, f"Guard raised {type(result).__name__}: {result}; "
-                              "denied (guards fail closed)",
+        return ExecutionGuard(name, False, f"Guard raised {type(result).__name__}: "
+                              f"{printable(result)}; denied (guards fail closed)",
                               {"error_type": type(result).__name__}), result
     if not isinstance(result, ExecutionGuard):
         return ExecutionGuard(name, False, f"Guard returned {type(result).__name__}, not an "
                               "ExecutionGuard; denied (guards fail closed)"), None
     if not isinstance(result.passed, bool):
-        return ExecutionGuard(name, False, f"Guard returned passed={result.passed!r}, not True "
+        return ExecutionGuard(name, False, "Guard returned a verdict whose passed is not True "
                               "or False; denied (guards fail closed)"), None
-    # The verdict carries the guard's own severity; a deny cannot be softened by its message.
-    return replace(result, name=result.name or name, severity=severity), None
+    # A plain verdict, rebuilt: a subclass cannot override its decision, and the severity is
+    # the guard's own, so a deny cannot be softened by the verdict it returns.
+    try:
+        details = dict(result.details) if isinstance(result.details, Mapping) else {}
+        return ExecutionGuard(printable(result.name) or name, result.passed,
+                              printable(result.message), details, severity), None
+    except Exception as error:  # noqa: BLE001 - e.g. cyclic details
+        return ExecutionGuard(name, False, f"Guard returned an unreadable verdict "
+                              f"({type(error).__name__}); denied (guards fail closed)"), None
 
 
 def _number(value: float) -> str:

@@ -56,13 +56,24 @@ def exceeded(used: Mapping[str, float], wanted: Mapping[str, float],
 
 @dataclass(frozen=True)
 class Consumption:
-    """The outcome of one ``consume``: whether it was allowed, usage before it, and the entry."""
+    """The outcome of one ``consume``: whether it was allowed, usage before it, and the entry.
+
+    ``conflict`` is set when the key was consumed before for another scope or other amounts:
+    not a replay, and refused.
+    """
 
     allowed: bool
     replayed: bool
     used_before: Mapping[str, float]
     over: tuple[str, ...]
     entry: LedgerEntry
+    conflict: str | None = None
+
+    @property
+    def reason(self) -> str:
+        if self.conflict:
+            return self.conflict
+        return f"Daily limit reached for {', '.join(self.over)}" if self.over else ""
 
 
 class LimitCounters:
@@ -75,8 +86,8 @@ class LimitCounters:
         """What ``scope`` has consumed on ``day`` (default: today), by counter."""
         return self.ledger.read(lambda connection: _usage(connection, scope, day or today()))
 
-    def consumed(self, keys: Iterable[str]) -> set[str]:
-        """Those of ``keys`` already consumed (a replay presents them again)."""
+    def consumed(self, keys: Iterable[str], scope: str) -> set[str]:
+        """Those of ``keys`` already consumed for ``scope`` (a replay presents them again)."""
         wanted = list(keys)
 
         def read(connection: sqlite3.Connection) -> set[str]:
@@ -85,8 +96,8 @@ class LimitCounters:
                 for start in range(0, len(wanted), 500):
                     chunk = wanted[start:start + 500]
                     found.update(key for (key,) in connection.execute(
-                        "SELECT DISTINCT key FROM limit_usage WHERE key IN "
-                        f"({', '.join('?' * len(chunk))})", chunk))
+                        "SELECT DISTINCT key FROM limit_usage WHERE scope = ? AND key IN "
+                        f"({', '.join('?' * len(chunk))})", [scope, *chunk]))
             except sqlite3.OperationalError as error:
                 if "no such table" not in str(error):
                     raise
@@ -99,31 +110,42 @@ class LimitCounters:
                 entry_for: Callable[[dict[str, Any]], Mapping[str, Any]]) -> Consumption:
         """Check and consume ``amounts`` for ``scope`` today, in one transaction with the ledger
         entry ``entry_for(data)`` returns. Over a maximum: nothing is consumed, and the entry
-        records the refusal. A ``key`` already consumed is a replay: allowed, not counted."""
+        records the refusal. A ``key`` already consumed for the same scope and amounts is a
+        replay: allowed, not counted (the day it was first consumed keeps it); one consumed
+        for another scope or other amounts is refused as a conflict."""
         day = today()
         outcome: dict[str, Any] = {}
 
         def work(connection: sqlite3.Connection) -> Mapping[str, Any]:
             for statement in _SCHEMA:
                 connection.execute(statement)
-            replayed = connection.execute(
-                "SELECT 1 FROM limit_usage WHERE key = ? LIMIT 1", (key,)).fetchone() is not None
+            earlier = connection.execute(
+                "SELECT counter, amount, scope FROM limit_usage WHERE key = ?", (key,)).fetchall()
+            conflict = None
+            if earlier and ({row[2] for row in earlier} != {scope} or {
+                    row[0]: row[1] for row in earlier} != {
+                    name: float(value) for name, value in amounts.items()}):
+                conflict = (f"idempotency key {key!r} was already consumed for another tenant "
+                            "or other amounts; give this step a key of its own")
+            replayed = bool(earlier) and conflict is None
             used = _usage(connection, scope, day)
-            over = [] if replayed else exceeded(used, amounts, maxima)
-            allowed = not over
+            over = [] if replayed or conflict else exceeded(used, amounts, maxima)
+            allowed = conflict is None and not over
             if allowed and not replayed:
                 connection.executemany(
                     "INSERT INTO limit_usage (key, counter, scope, day, amount)"
                     " VALUES (?, ?, ?, ?, ?)",
                     [(key, name, scope, day, float(value)) for name, value in amounts.items()])
-            outcome.update(allowed=allowed, replayed=replayed, used=used, over=tuple(over))
+            outcome.update(allowed=allowed, replayed=replayed, used=used, over=tuple(over),
+                           conflict=conflict)
             return entry_for({"key": key, "scope": scope, "day": day, "allowed": allowed,
-                              "replayed": replayed, "amounts": dict(amounts),
-                              "used_before": used, "maxima": dict(maxima), "over": over})
+                              "replayed": replayed, "conflict": conflict is not None,
+                              "amounts": dict(amounts), "used_before": used,
+                              "maxima": dict(maxima), "over": over})
 
         entry = self.ledger.transact(work)
         return Consumption(outcome["allowed"], outcome["replayed"], outcome["used"],
-                           outcome["over"], entry)
+                           outcome["over"], entry, outcome["conflict"])
 
 
 def _usage(connection: sqlite3.Connection, scope: str, day: str) -> dict[str, float]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -32,7 +33,8 @@ from otel_execaudit.records import SideEffectCategory, frozen, thawed
 
 __all__ = ["DeclaredEffect", "Plan", "PlanStep", "RollbackHint", "declared_effects", "load_plan"]
 
-DEFAULT_CONSUMPTION = {"actions": 1}  # what a step that acts counts against limits unless told
+DEFAULT_CONSUMPTION = {"actions": 1}
+ACTION_TYPE = re.compile(r"[A-Za-z0-9_.:/-]{1,128}")  # an identifier, as terminal events carry it  # what a step that acts counts against limits unless told
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,34 @@ class PlanStep:
     @property
     def reversible(self) -> bool:
         return all(effect.reversible for effect in self.side_effects)
+
+    def describe(self) -> str:
+        """What the step does, in words: its description, else its declared effects."""
+        if self.description:
+            return self.description
+        declared = "; ".join(effect.description for effect in self.side_effects
+                             if effect.description)
+        return declared or self.action_type
+
+    def violations(self, observed: Iterable[Any]) -> list[str]:
+        """Observed side effects beyond the declaration: another category, or irreversible
+        where every declared effect of that category is reversible.
+
+        >>> from otel_execaudit.records import SideEffect
+        >>> step = PlanStep("s", "a", side_effects=(DeclaredEffect(SideEffectCategory.NETWORK),))
+        >>> step.violations([SideEffect(SideEffectCategory.FILE_SYSTEM, "wrote /etc/hosts", True)])
+        ['undeclared file_system side effect: wrote /etc/hosts']
+        """
+        problems = []
+        for effect in observed:
+            declared = [item for item in self.side_effects if item.category is effect.category]
+            if not declared:
+                problems.append(f"undeclared {effect.category.value} side effect: "
+                                f"{effect.description}")
+            elif not effect.reversible and all(item.reversible for item in declared):
+                problems.append(f"irreversible {effect.category.value} side effect declared "
+                                f"reversible: {effect.description}")
+        return problems
 
     @property
     def consumption(self) -> dict[str, float]:
@@ -188,6 +218,10 @@ def _plan_from_mapping(data: Any, *, where: str) -> Plan:
     duplicated = sorted({name for name in names if names.count(name) > 1})
     if duplicated:
         raise PlanError(f"{where}: step names must be unique; repeated: {duplicated}.")
+    keys = [step.idempotency_key for step in parsed if step.idempotency_key is not None]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:  # one key, one action: two steps sharing one would count as one
+        raise PlanError(f"{where}: idempotency keys must be unique; repeated: {repeated}.")
     strategies = data.get("strategies") or {}
     if not isinstance(strategies, Mapping):
         raise PlanError(f"{where}: strategies must map a strategy id to its limits.")
@@ -217,9 +251,13 @@ def _step(data: Any, number: int, where: str) -> PlanStep:
     if not isinstance(action_type, str) or not action_type.strip():
         raise PlanError(f"{where}: action_type is missing. Name the adapter action that runs "
                         'this step, for example "action_type": "place_order".')
+    if not ACTION_TYPE.fullmatch(action_type):
+        raise PlanError(f"{where}: action_type {action_type[:40]!r} is not an identifier; use "
+                        "letters, digits and _ . : / - only (at most 128), e.g. place_order.")
     params = data.get("params") or {}
     if not isinstance(params, Mapping):
         raise PlanError(f"{where}: params must be a mapping of names to values.")
+    _check_json(params, f"{where}: params", [_PARAMS_BUDGET])
     key = data.get("idempotency_key")
     return PlanStep(
         name=name, action_type=action_type, params=params,
@@ -298,6 +336,39 @@ def _amounts(data: Any, where: str) -> dict[str, float]:
             raise PlanError(f"{where}.{name} must be a finite number >= 0, not {value!r}.")
         amounts[str(name)] = value
     return amounts
+
+
+_PARAMS_BUDGET = 100_000  # values per step: a plan is reviewed by people, not a data dump
+_PARAMS_DEPTH = 32
+
+
+def _check_json(value: Any, where: str, budget: list[int], depth: int = 0) -> None:
+    """Params are JSON values (what the ledger and the plan hash can hold), bounded in depth
+    and size; cycles and YAML alias bombs end at those bounds instead of hanging."""
+    budget[0] -= 1
+    if budget[0] < 0 or depth > _PARAMS_DEPTH:
+        where = where if len(where) < 160 else where[:160] + "…"
+        raise PlanError(f"{where} is too large or too deeply nested (at most "
+                        f"{_PARAMS_BUDGET} values, {_PARAMS_DEPTH} levels; a cycle or a YAML "
+                        "alias chain?). Keep params small; pass big inputs by reference.")
+    if value is None or isinstance(value, (bool, str)):
+        return
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise PlanError(f"{where} holds {value!r}; use a finite number.")
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise PlanError(f"{where} has a key {key!r} that is not a string.")
+            _check_json(item, f"{where}.{key}", budget, depth + 1)
+        return
+    if isinstance(value, (list, tuple)):
+        for position, item in enumerate(value):
+            _check_json(item, f"{where}[{position}]", budget, depth + 1)
+        return
+    raise PlanError(f"{where} is a {type(value).__name__}, not a JSON value; write it as a "
+                    "string (for example a date as \"2026-11-22\").")
 
 
 def _refuse_unknown(data: Mapping[str, Any], known: set[str], where: str) -> None:

@@ -39,8 +39,8 @@ class ActionRecord:
     """One step as the executor ran it (or simulated it, or refused to run it).
 
     ``type`` is SIMULATED (DRY_RUN, not performed), LIVE (performed), READ (declares no side
-    effect, so it runs in both modes) or NOT_RUN; ``status`` is success, failed, blocked or
-    skipped.
+    effect, so it runs in both modes) or NOT_RUN (a guard stopped it just before it would have
+    acted); ``status`` is success, failed or blocked.
     """
 
     step_index: int
@@ -135,8 +135,10 @@ class ExecutionResult:
         live = self.mode is ExecutionMode.LIVE
         lines = [_RULE, "EXECUTION REPORT", _RULE, ""]
         if live:
+            performed = any(action.type in ("LIVE", "READ") and action.status != "blocked"
+                            for action in self.actions)
             lines += ["MODE: LIVE (real actions)",
-                      "!  Actions below were performed for real" if self.actions
+                      "!  Actions below were performed for real" if performed
                       else "No action was performed"]
         else:
             lines += ["MODE: DRY-RUN (simulation)", "!  No real action was performed"]

@@ -15,6 +15,7 @@ an execution's result (DESIGN.md, Invariant 5).
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -27,7 +28,10 @@ __all__ = ["EVENT_NAME", "LEDGER_KIND", "PRODUCT", "TerminalEvent", "emit"]
 EVENT_NAME = "execaudit.action.terminal"
 LEDGER_KIND = "action.terminal"
 PRODUCT = "otel_execaudit"
-_NAME_LIMIT = 128  # action types and adapter names are identifiers, not payloads
+# Action types and adapter names are identifiers, not payloads: anything else is replaced, so
+# that free text (and whatever secret it may hold) never reaches an event.
+_IDENTIFIER = re.compile(r"[A-Za-z0-9_.:/<>-]{1,128}")
+_NOT_AN_IDENTIFIER = "<not an identifier>"
 
 # The error codes the executor itself assigns; adapters add their own with ActionOutcome.failure.
 MISSING_TRACE_ID = "missing_trace_id"
@@ -40,6 +44,8 @@ GUARD_DENIED = "guard_denied"
 UNDECLARED_SIDE_EFFECT = "undeclared_side_effect"
 SKIPPED = "skipped_after_earlier_stop"
 SECURITY_ESCALATION = "security_escalation"
+CANCELLED = "cancelled"
+INTERNAL_ERROR = "internal_error"  # the recorder itself failed (for example, the ledger)
 
 _log = get_logger()
 
@@ -99,5 +105,4 @@ def _identity(event: TerminalEvent) -> dict[str, Any]:
 def _bounded(name: str | None) -> str | None:
     if name is None:
         return None
-    text = str(name)
-    return text if len(text) <= _NAME_LIMIT else text[:_NAME_LIMIT - 1] + "…"
+    return name if isinstance(name, str) and _IDENTIFIER.fullmatch(name) else _NOT_AN_IDENTIFIER

@@ -181,7 +181,8 @@ def test_audit_trail_of_a_live_run(executor, execaudit_capture):
 def test_a_plan_changed_since_its_dry_run_is_refused_as_stale(executor, exchange):
     dry = executor.run(order_plan(), client_id=1)
     pinned = dry.plan_hash
-    assert pinned == executor.plan_hash(order_plan())
+    assert pinned == executor.plan_hash(order_plan(), client_id=1)
+    assert pinned != executor.plan_hash(order_plan(), client_id=2)  # reviewed for client 1
     changed = order_plan(params={"symbol": "BTCUSDT", "quantity": 0.5, "price": 50000})
     result = executor.run(changed, client_id=1, plan_hash=pinned, **LIVE)
     assert result.is_blocked()
@@ -193,9 +194,11 @@ def test_a_plan_changed_since_its_dry_run_is_refused_as_stale(executor, exchange
 
 def test_guard_configuration_is_part_of_the_plan_hash(exchange):
     loose = Executor(adapters=exchange.registry,
-                     guards=[*default_guards()[:3], ExecutionLimitsGuard(max_orders_per_day=5)])
+                     guards=[*default_guards()[:3], ExecutionLimitsGuard(max_orders_per_day=5)],
+                     default_guards=False)
     tight = Executor(adapters=exchange.registry,
-                     guards=[*default_guards()[:3], ExecutionLimitsGuard(max_orders_per_day=1)])
+                     guards=[*default_guards()[:3], ExecutionLimitsGuard(max_orders_per_day=1)],
+                     default_guards=False)
     assert loose.plan_hash(order_plan()) != tight.plan_hash(order_plan())
 
 
@@ -214,7 +217,7 @@ class Raising:
 
 
 def test_a_guard_that_raises_blocks(exchange, execaudit_capture):
-    executor = Executor(adapters=exchange.registry, guards=[*default_guards(), Raising()])
+    executor = Executor(adapters=exchange.registry, guards=[Raising()])
     result = executor.run(order_plan(), client_id=1)
     assert result.is_blocked() and exchange.calls == []
     flaky = result.guards[-1]
@@ -241,7 +244,7 @@ def test_a_guard_that_hangs_blocks(exchange, execaudit_capture):
         result = executor.run(order_plan(), client_id=1)
     finally:
         release.set()
-    assert result.is_blocked() and "did not answer within 0.2 s" in result.guards[0].message
+    assert result.is_blocked() and "did not answer within 0.2 s" in result.guards[-1].message
 
 
 def test_a_warn_guard_is_reported_and_does_not_block(exchange, execaudit_capture):
@@ -251,7 +254,7 @@ def test_a_warn_guard_is_reported_and_does_not_block(exchange, execaudit_capture
         def check(self, context):
             return ExecutionGuard(self.name, False, "markets are closed at the weekend")
 
-    executor = Executor(adapters=exchange.registry, guards=[*default_guards(), Weekend()])
+    executor = Executor(adapters=exchange.registry, guards=[Weekend()])
     result = executor.run(order_plan(), client_id=1, **LIVE)
     assert result.is_success()
     assert result.guards[4].decision == "warn" and result.summary["warnings"] >= 1
@@ -267,7 +270,7 @@ def test_guards_are_checked_again_just_before_a_live_action(exchange, execaudit_
             return ExecutionGuard(self.name, not engaged, "kill switch engaged" if engaged
                                   else "kill switch off")
 
-    executor = Executor(adapters=exchange.registry, guards=[*default_guards(), KillSwitch()])
+    executor = Executor(adapters=exchange.registry, guards=[KillSwitch()])
     result = executor.run(order_plan(), client_id=1, **LIVE)
     assert result.is_blocked()
     assert exchange.calls == [("fetch_quote", "LIVE")]
@@ -466,7 +469,8 @@ def current_step():
 def test_code_first_plans_run_through_the_same_executor(execaudit_capture):
     calls: list = []
     rebalance = code_first_plan(calls)
-    executor = Executor(guards=[*default_guards()[:3], ExecutionLimitsGuard(max_orders_per_day=1)])
+    executor = Executor(guards=[*default_guards()[:3], ExecutionLimitsGuard(max_orders_per_day=1)],
+                        default_guards=False)
     dry = executor.run(rebalance, client_id=1, arguments=("BTCUSDT",))
     assert dry.is_success() and calls == ["quote"] and dry.value is None
     assert [(action.type, action.description) for action in dry.actions] == [

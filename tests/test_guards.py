@@ -177,11 +177,17 @@ def test_explicit_maxima_apply_to_a_plan_without_limits():
     assert verdict.decision == "deny" and "Max orders limit reached" in verdict.message
 
 
-def test_a_strategy_has_its_own_limits_and_usage_scope():
+def test_a_strategy_selects_limits_but_counts_against_the_tenants_day():
     verdict = ExecutionLimitsGuard().check(context(mode=LIVE, strategy_id="scalper"))
     assert verdict.decision == "deny"
     assert verdict.message == "Max orders limit reached: 0 used + 2 planned > 1"
-    assert verdict.details["scope"] == "client:1/strategy:scalper"
+    # Switching strategies must not reset a tenant's day: one scope per client.
+    assert verdict.details["scope"] == "client:1"
+
+
+def test_a_strategy_the_plan_does_not_define_is_refused():
+    verdict = ExecutionLimitsGuard().check(context(mode=LIVE, strategy_id="yolo"))
+    assert verdict.decision == "deny" and "Unknown strategy 'yolo'" in verdict.message
 
 
 def test_a_recheck_counts_only_the_step_about_to_act():

@@ -1,0 +1,316 @@
+"""Ways around the executor's safety that a review found, each closed and kept closed."""
+
+from __future__ import annotations
+
+import pytest
+
+from otel_execaudit import (
+    ActionOutcome,
+    AdapterRegistry,
+    ConfigurationError,
+    ExecutionGuard,
+    Executor,
+    GuardDeniedError,
+    PlanError,
+    Severity,
+    execution,
+    plan,
+    step,
+)
+from otel_execaudit.limits import LimitCounters
+from otel_execaudit.results import ResultStatus
+
+LIVE = {"mode": "LIVE", "validated": True, "validation_passed": True, "acknowledge_risk": True}
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def recording_registry(calls: list) -> AdapterRegistry:
+    registry = AdapterRegistry()
+
+    @registry.adapter("pay")
+    def pay(context):
+        calls.append((context.params.get("amount"), context.idempotency_key))
+        context.side_effect("network", "paid", reversible=False)
+        return ActionOutcome.success("paid")
+
+    return registry
+
+
+def pay_plan(**step) -> dict:
+    return {"plan_id": "payout", "limits": {"orders": 1},
+            "steps": [{"name": "pay", "action_type": "pay", "params": {"amount": 10},
+                       "side_effects": [{"category": "network", "reversible": False}],
+                       "consumes": {"orders": 1}, **step}]}
+
+
+def fields(capture, result) -> list[dict]:
+    return capture.fields(result.metadata["execution_id"])
+
+
+# -- code-first plans cannot escape the run's mode -----------------------------------------------
+
+def test_a_nested_live_plan_inside_a_dry_run_is_simulated(execaudit_capture):
+    placed: list = []
+
+    @step("place", side_effects=[{"category": "network", "reversible": False}])
+    def place(amount):
+        placed.append(amount)
+
+    @plan("helper", mode="LIVE")
+    def helper(amount):
+        place(amount)
+
+    def outer():
+        helper(42)
+
+    result = Executor().run(outer, client_id=1)
+    assert result.is_success() and placed == []
+    assert [action.type for action in result.actions] == ["SIMULATED"]
+
+
+def test_an_acting_step_in_a_live_execution_outside_the_executor_is_refused(execaudit_capture):
+    placed: list = []
+
+    @step("place", side_effects=["network"])
+    def place():
+        placed.append(1)
+
+    with pytest.raises(GuardDeniedError, match="Executor"):
+        with execution("unguarded", mode="LIVE"):
+            place()
+    assert placed == []
+
+
+def test_a_failed_action_stops_a_code_first_plan_even_if_the_plan_catches_it(execaudit_capture):
+    calls: list = []
+
+    @step("first", side_effects=["network"])
+    def first():
+        calls.append("first")
+        raise RuntimeError("exchange down")
+
+    @step("second", side_effects=["network"])
+    def second():
+        calls.append("second")
+
+    def careless():
+        try:
+            first()
+        except RuntimeError:
+            pass
+        second()
+
+    result = Executor().run(careless, client_id=1, **LIVE)
+    assert result.status is ResultStatus.FAILED and calls == ["first"]
+    codes = [entry["data"]["error_code"] for entry in fields(execaudit_capture, result)
+             if entry["kind"] == "action.terminal"]
+    assert codes == ["adapter_exception", "skipped_after_earlier_stop"]
+
+
+def test_code_first_arguments_are_part_of_the_plan_hash(execaudit_capture):
+    @step("pay", side_effects=["network"])
+    def pay(amount):
+        return amount
+
+    def payout(amount):
+        return pay(amount)
+
+    executor = Executor()
+    reviewed = executor.run(payout, client_id=1, arguments=(1,))
+    result = executor.run(payout, client_id=1, arguments=(1_000_000,),
+                          plan_hash=reviewed.plan_hash, **LIVE)
+    assert result.is_blocked() and result.value is None
+
+
+def test_bad_code_first_declarations_are_refused_when_decorated():
+    with pytest.raises(ConfigurationError, match="declares nothing"):
+        step("x", side_effects=[])(lambda: None)
+
+    async def asynchronous():
+        return None
+
+    with pytest.raises(ConfigurationError, match="plain plan function"):
+        Executor().run(asynchronous, client_id=1)
+
+
+# -- limits and replays ----------------------------------------------------------------------------
+
+def test_a_replay_gives_the_adapter_the_same_idempotency_key(execaudit_capture):
+    calls: list = []
+    executor = Executor(adapters=recording_registry(calls))
+    executor.run(pay_plan(), client_id=1, execution_id="run-1", **LIVE)
+    executor.run(pay_plan(), client_id=1, execution_id="run-1", **LIVE)
+    assert calls == [(10, "run-1:0"), (10, "run-1:0")]  # the venue can tell it is the same
+
+
+def test_an_idempotency_key_is_not_a_free_pass_for_another_tenant_or_amount(execaudit_capture):
+    calls: list = []
+    executor = Executor(adapters=recording_registry(calls))
+    keyed = pay_plan(idempotency_key="order-7")
+    assert executor.run(keyed, client_id=1, **LIVE).is_success()
+    other_tenant = executor.run(keyed, client_id=2, **LIVE)
+    bigger = executor.run(pay_plan(idempotency_key="order-7", consumes={"orders": 5}),
+                          client_id=1, **LIVE)
+    assert other_tenant.is_blocked() and bigger.is_blocked()
+    assert "already consumed" in other_tenant.error or "already consumed" in " ".join(
+        verdict.message for verdict in other_tenant.guards)
+    assert len(calls) == 1
+
+
+def test_switching_strategies_does_not_reset_the_tenants_day(execaudit_capture):
+    calls: list = []
+    executor = Executor(adapters=recording_registry(calls))
+    strategies = {**pay_plan(), "strategies": {"a": {"orders": 1}, "b": {"orders": 1}}}
+    assert executor.run(strategies, client_id=4, strategy_id="a", **LIVE).is_success()
+    assert executor.run(strategies, client_id=4, strategy_id="b", **LIVE).is_blocked()
+    assert executor.run(strategies, client_id=4, strategy_id="nope", **LIVE).is_blocked()
+    assert len(calls) == 1
+    assert LimitCounters(execaudit_capture.runtime.ledger).usage("client:4")["orders"] == 1.0
+
+
+def test_two_steps_cannot_share_an_idempotency_key():
+    from otel_execaudit import load_plan
+
+    with pytest.raises(PlanError, match="idempotency keys must be unique"):
+        load_plan({"plan_id": "p", "steps": [
+            {"name": "a", "action_type": "pay", "idempotency_key": "k"},
+            {"name": "b", "action_type": "pay", "idempotency_key": "k"}]})
+
+
+# -- guards ----------------------------------------------------------------------------------------
+
+def test_added_guards_extend_the_seed_guards_and_live_is_always_acknowledged(execaudit_capture):
+    calls: list = []
+
+    class Mine:
+        name, severity = "Mine", Severity.DENY
+
+        def check(self, context):
+            return ExecutionGuard(self.name, True, "fine")
+
+    executor = Executor(adapters=recording_registry(calls), guards=[Mine()])
+    assert [guard.name for guard in executor.guards] == [
+        "TenantContext", "ValidationRequired", "Acknowledgement", "ExecutionLimits", "Mine"]
+    bare = Executor(adapters=recording_registry(calls), guards=[Mine()], default_guards=False)
+    assert bare.run(pay_plan(), client_id=1, mode="LIVE").is_blocked()
+    assert calls == []
+
+
+@pytest.mark.parametrize("flag", ["acknowledge_risk", "validated", "validation_passed"])
+def test_only_true_is_a_yes(execaudit_capture, flag):
+    calls: list = []
+    result = Executor(adapters=recording_registry(calls)).run(
+        pay_plan(), client_id=1, **{**LIVE, flag: "false"})
+    assert result.is_blocked() and calls == []
+
+
+def test_a_verdict_cannot_override_its_own_decision(execaudit_capture):
+    class Sneaky(ExecutionGuard):
+        @property
+        def decision(self):
+            return "allow"
+
+    class Liar:
+        name, severity = "Liar", Severity.DENY
+
+        def check(self, context):
+            return Sneaky("Liar", False, "no")
+
+    calls: list = []
+    result = Executor(adapters=recording_registry(calls), guards=[Liar()]).run(
+        pay_plan(), client_id=1, **LIVE)
+    assert result.is_blocked() and calls == []
+
+
+def test_a_guard_whose_error_cannot_be_printed_still_blocks(execaudit_capture):
+    class Unprintable(Exception):
+        def __str__(self):
+            raise RuntimeError("no")
+
+    class Broken:
+        name, severity = "Broken", Severity.DENY
+
+        def check(self, context):
+            raise Unprintable()
+
+    result = Executor(guards=[Broken()]).run(pay_plan(), client_id=1)
+    assert result.is_blocked() and "Unprintable" in result.guards[-1].message
+
+
+def test_guard_messages_and_simulations_are_redacted_in_results(execaudit_capture):
+    class Leaky:
+        name, severity = "Leaky", Severity.WARN
+
+        def check(self, context):
+            raise ValueError("login failed with password=hunter2")
+
+    registry = AdapterRegistry()
+    registry.adapter("pay", simulate=lambda context: "POST https://ops:s3cr3t@pay.example/x")(
+        lambda context: None)
+    result = Executor(adapters=registry, guards=[Leaky()]).run(pay_plan(), client_id=1)
+    text = result.to_json() + result.to_human_readable()
+    assert "hunter2" not in text and "s3cr3t" not in text
+
+
+def test_a_recheck_warning_is_reported(execaudit_capture):
+    class Spread:
+        name, severity = "Spread", Severity.WARN
+
+        def check(self, context):
+            return ExecutionGuard(self.name, context.step is None, "spread is wide")
+
+    calls: list = []
+    result = Executor(adapters=recording_registry(calls), guards=[Spread()]).run(
+        pay_plan(), client_id=1, **LIVE)
+    assert result.is_success()
+    assert [(verdict.stage, verdict.decision) for verdict in result.guards
+            if verdict.name == "Spread"] == [("preflight", "allow"), ("recheck", "warn")]
+
+
+# -- terminal events and hostile outputs -----------------------------------------------------------
+
+def test_an_adapter_interrupted_still_ends_its_path_in_one_event(execaudit_capture):
+    registry = AdapterRegistry()
+
+    @registry.adapter("pay")
+    def pay(context):
+        raise KeyboardInterrupt
+
+    executor = Executor(adapters=registry)
+    with pytest.raises(KeyboardInterrupt):
+        executor.run(pay_plan(), client_id=1, **LIVE)
+    events = [entry["data"] for entry in execaudit_capture.fields()
+              if entry["kind"] == "action.terminal"]
+    assert [event["error_code"] for event in events] == ["cancelled"]
+
+
+def test_a_cyclic_output_is_recorded_not_crashed_on(execaudit_capture):
+    registry = AdapterRegistry()
+    cyclic: dict = {}
+    cyclic["self"] = cyclic
+    registry.adapter("pay")(lambda context: cyclic)
+    result = Executor(adapters=registry).run(pay_plan(), client_id=1, **LIVE)
+    assert result.is_success() and result.actions[0].status == "success"
+
+
+def test_free_text_never_reaches_a_terminal_event(execaudit_capture):
+    with pytest.raises(PlanError, match="not an identifier"):
+        Executor().run({"plan_id": "p", "steps": [
+            {"name": "s", "action_type": "email bob password=hunter2"}]}, client_id=1)
+    registry = AdapterRegistry()
+    registry.adapter("pay")(lambda context: ActionOutcome.failure("sk-live-4eC39HqLyjWDarjt"))
+    result = Executor(adapters=registry).run(pay_plan(), client_id=1, **LIVE)
+    (event,) = [entry["data"] for entry in execaudit_capture.fields()
+                if entry["kind"] == "action.terminal"]
+    assert event["error_code"] == "adapter_failure"
+    assert "sk-live" not in str(execaudit_capture.events())
+    assert result.status is ResultStatus.FAILED
+
+
+def test_an_action_request_with_a_typo_is_refused_not_run_as_a_read(execaudit_capture):
+    calls: list = []
+    with pytest.raises(PlanError, match="side_effect"):
+        Executor(adapters=recording_registry(calls)).run_action(
+            {"trace_id": TRACE_ID, "action_type": "pay", "side_effect": ["network"]},
+            client_id=1)
+    assert calls == []
