@@ -149,7 +149,7 @@ class AdapterRegistry:
         with self._lock:
             existing = self._adapters.get(adapter.action_type)
             if existing is not None and existing.function is not adapter.function:
-                if existing.name != adapter.name:  # re-importing the same module is harmless
+                if _origin(existing.function) != _origin(adapter.function):  # not a re-import
                     raise AdapterError(
                         f"action_type {adapter.action_type!r} already has adapter "
                         f"{existing.name}; {adapter.name} cannot also register it. "
@@ -207,7 +207,11 @@ def adapter(action_type: str, *, simulate: Callable[[ActionContext], str] | None
 
 def load_adapters(module: str) -> None:
     """Import ``module`` (a dotted name, or a path to a ``.py`` file) so its ``@adapter``
-    functions register. Raises ``AdapterError`` saying what to fix."""
+    functions register. Raises ``AdapterError`` saying what to fix.
+
+    Example: ``load_adapters("my_company.trading_adapters")`` or
+    ``load_adapters("ops/adapters.py")``.
+    """
     try:
         if module.endswith(".py"):
             from importlib.util import module_from_spec, spec_from_file_location
@@ -233,6 +237,14 @@ def load_adapters(module: str) -> None:
         raise AdapterError(
             f"cannot import adapters module {module!r}: {type(error).__name__}: {error}. "
             "Pass a dotted module name importable from here, or a path to a .py file.") from error
+
+
+def _origin(function: Any) -> tuple[Any, ...]:
+    """Where a function was defined: the same after re-importing its module, different for two
+    lambdas or two functions that merely share a name."""
+    code = getattr(function, "__code__", None)
+    return (getattr(function, "__module__", None), getattr(function, "__qualname__", None),
+            getattr(code, "co_filename", None), getattr(code, "co_firstlineno", None))
 
 
 def error_code(value: Any, default: str) -> str:

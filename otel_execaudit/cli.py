@@ -239,8 +239,9 @@ def plan_command(plan_path: Path, adapter_modules: tuple[str, ...], client_id: s
 @click.option("--validation-passed", is_flag=True, help="That validation passed.")
 @click.option("--plan-hash", help="Refuse to run unless the plan still has this hash "
                                   "(printed by `execaudit plan`).")
-@click.option("--execution-id", help="Id of this execution; reuse it to replay a run without "
-                                     "counting its limits twice.")
+@click.option("--execution-id", help="Id of this execution. Reusing it replays the run: its "
+                                     "limits are not counted twice, and adapters get the same "
+                                     "idempotency keys.")
 def execute_command(plan_path: Path, adapter_modules: tuple[str, ...], client_id: str | None,
                     strategy_id: str | None, as_json: bool, detailed_exitcode: bool,
                     ledger_path: Path | None, exporter: str | None, live: bool,

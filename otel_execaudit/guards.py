@@ -35,6 +35,8 @@ DEFAULT_GUARD_TIMEOUT = 5.0
 
 
 class Severity(str, enum.Enum):
+    """What a failing guard does. Example: ``Severity("warn") is Severity.WARN``."""
+
     DENY = "deny"  # a failure blocks the execution
     WARN = "warn"  # a failure is recorded and reported, and the execution goes on
 
@@ -276,6 +278,11 @@ def evaluate(guards: Iterable[Guard], context: GuardContext, *,
     """Run every guard (each at most ``timeout`` seconds) and return all verdicts in order.
 
     ``on_verdict(guard, verdict, error)`` is called for each, as it is decided.
+
+    >>> from otel_execaudit.plans import load_plan
+    >>> plan = load_plan({"plan_id": "p", "steps": [{"name": "s", "action_type": "noop"}]})
+    >>> [v.message for v in evaluate([TenantContextGuard()], GuardContext(plan=plan))]
+    ['client_id is required (pass --client-id)']
     """
     verdicts = []
     for guard in guards:
@@ -288,6 +295,7 @@ def evaluate(guards: Iterable[Guard], context: GuardContext, *,
 
 
 def guard_name(guard: Any) -> str:
+    """A guard's ``name``, else its class name. Example: ``guard_name(TenantContextGuard())``."""
     name = getattr(guard, "name", None)
     return name if isinstance(name, str) and name else type(guard).__name__
 

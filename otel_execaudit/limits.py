@@ -83,11 +83,17 @@ class LimitCounters:
         self.ledger = ledger
 
     def usage(self, scope: str, day: str | None = None) -> dict[str, float]:
-        """What ``scope`` has consumed on ``day`` (default: today), by counter."""
+        """What ``scope`` has consumed on ``day`` (default: today), by counter.
+
+        Example: ``counters.usage("client:1")`` gives ``{"orders": 3.0, "notional": 150.0}``.
+        """
         return self.ledger.read(lambda connection: _usage(connection, scope, day or today()))
 
     def consumed(self, keys: Iterable[str], scope: str) -> set[str]:
-        """Those of ``keys`` already consumed for ``scope`` (a replay presents them again)."""
+        """Those of ``keys`` already consumed for ``scope`` (a replay presents them again).
+
+        Example: ``counters.consumed(["run-1:0", "run-1:1"], "client:1")``.
+        """
         wanted = list(keys)
 
         def read(connection: sqlite3.Connection) -> set[str]:

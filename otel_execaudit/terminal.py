@@ -81,7 +81,10 @@ class TerminalEvent:
 def emit(event: TerminalEvent, *, record: Any = None, telemetry: Any = None) -> None:
     """Mirror ``event`` in the ledger (``record(kind, data)``) and send it as an OTel log
     record through ``telemetry`` (None: the global LoggerProvider). Never raises: a failure is
-    logged locally and ignored."""
+    logged locally and ignored.
+
+    Example: ``emit(TerminalEvent.success(trace_id, "place_order", "adapters.place_order"))``
+    """
     data = event.to_dict()
     if record is not None:
         try:
