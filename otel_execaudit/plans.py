@@ -214,14 +214,10 @@ def _plan_from_mapping(data: Any, *, where: str) -> Plan:
     if not isinstance(steps, list) or not steps:
         raise PlanError(f"{where}: steps must be a non-empty list of steps.")
     parsed = tuple(_step(item, number, where) for number, item in enumerate(steps, 1))
-    names = [step.name for step in parsed]
-    duplicated = sorted({name for name in names if names.count(name) > 1})
-    if duplicated:
-        raise PlanError(f"{where}: step names must be unique; repeated: {duplicated}.")
-    keys = [step.idempotency_key for step in parsed if step.idempotency_key is not None]
-    repeated = sorted({key for key in keys if keys.count(key) > 1})
-    if repeated:  # one key, one action: two steps sharing one would count as one
-        raise PlanError(f"{where}: idempotency keys must be unique; repeated: {repeated}.")
+    _refuse_repeated("step names", [step.name for step in parsed], where)
+    # One key, one action: two steps sharing a key would count as one.
+    _refuse_repeated("idempotency keys", [step.idempotency_key for step in parsed
+                                          if step.idempotency_key is not None], where)
     strategies = data.get("strategies") or {}
     if not isinstance(strategies, Mapping):
         raise PlanError(f"{where}: strategies must map a strategy id to its limits.")
@@ -369,6 +365,12 @@ def _check_json(value: Any, where: str, budget: list[int], depth: int = 0) -> No
         return
     raise PlanError(f"{where} is a {type(value).__name__}, not a JSON value; write it as a "
                     "string (for example a date as \"2026-11-22\").")
+
+
+def _refuse_repeated(what: str, values: list[str], where: str) -> None:
+    repeated = sorted({value for value in values if values.count(value) > 1})
+    if repeated:
+        raise PlanError(f"{where}: {what} must be unique; repeated: {repeated}.")
 
 
 def _refuse_unknown(data: Mapping[str, Any], known: set[str], where: str) -> None:
