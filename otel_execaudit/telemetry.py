@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import atexit
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlparse
 
 from opentelemetry import _logs, trace
 from opentelemetry import context as otel_context
@@ -39,9 +37,10 @@ from opentelemetry.sdk._logs import LoggerProvider as SdkLoggerProvider
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanLimits
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from otel_execaudit.errors import ConfigurationError
+from otel_execaudit.exporters import build_log_exporter, build_span_exporter, choose_log_exporter
 from otel_execaudit.exporting import (
     BoundedBatchLogRecordProcessor,
     BoundedBatchSpanProcessor,
@@ -53,13 +52,6 @@ from otel_execaudit.exporting import (
     run_bounded,
 )
 from otel_execaudit.logs import get_logger
-
-try:
-    from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
-except ImportError:  # SDKs before the Log -> LogRecord rename
-    from opentelemetry.sdk._logs.export import (
-        ConsoleLogExporter as ConsoleLogRecordExporter,  # type: ignore[assignment]
-    )
 
 __all__ = [
     "ExportStats",
@@ -73,8 +65,6 @@ __all__ = [
 
 TRACER_NAME = "otel_execaudit"
 LOGGER_NAME = TRACER_NAME  # one instrumentation scope for both signals
-EXPORTERS = ("otlp", "console", "none")
-PROTOCOLS = ("grpc", "http/protobuf")
 EXIT_RESERVE_SECONDS = 0.2
 # Besides the record's EventName field: collectors and backends on OTLP before 1.5 drop that field.
 EVENT_NAME_ATTRIBUTE = "event.name"
@@ -391,11 +381,11 @@ def build_telemetry(
         # an exporter to add; so the environment's exporter is not built for it.
         span_exporter = None
         if exporter is not None:
-            span_exporter = _build_exporter(exporter, protocol, endpoint, headers, deadline, service_name)
+            span_exporter = build_span_exporter(exporter, protocol, endpoint, headers, deadline, service_name)
         events = None
         if exporter is not None or log_exporter is not None:
-            inner_log_exporter = _build_log_exporter(
-                _choose_log_exporter(exporter, exporter, log_exporter), protocol, endpoint, headers,
+            inner_log_exporter = build_log_exporter(
+                choose_log_exporter(exporter, exporter, log_exporter), protocol, endpoint, headers,
                 deadline)
             resource = getattr(tracer_provider, "resource", None)
             if not isinstance(resource, Resource):
@@ -424,9 +414,9 @@ def build_telemetry(
         )
 
     chosen = exporter if exporter is not None else os.environ.get("OTEL_TRACES_EXPORTER", "otlp")
-    span_exporter = _build_exporter(chosen, protocol, endpoint, headers, deadline, service_name)
-    inner_log_exporter = _build_log_exporter(
-        _choose_log_exporter(exporter, chosen, log_exporter), protocol, endpoint, headers, deadline)
+    span_exporter = build_span_exporter(chosen, protocol, endpoint, headers, deadline, service_name)
+    inner_log_exporter = build_log_exporter(
+        choose_log_exporter(exporter, chosen, log_exporter), protocol, endpoint, headers, deadline)
     provider = SdkTracerProvider(
         resource=_resource(service_name),
         span_limits=SpanLimits(max_events=max_span_events) if max_span_events is not None else None,
@@ -468,157 +458,8 @@ def _log_pipeline(
     return logger_provider, log_processor
 
 
-def _choose_log_exporter(
-    explicit: str | SpanExporter | None,
-    span_choice: str | SpanExporter | None,
-    log_exporter: LogRecordExporter | None,
-) -> str | LogRecordExporter | None:
-    """``log_exporter``, else an explicit exporter name, else OTEL_LOGS_EXPORTER, else what
-    the spans use (None: nothing). Explicit arguments win over the environment, as for spans."""
-    if log_exporter is not None:
-        return log_exporter
-    if isinstance(explicit, str):
-        return explicit
-    from_environment = os.environ.get("OTEL_LOGS_EXPORTER", "").strip()
-    if from_environment:
-        return from_environment
-    if span_choice is None or isinstance(span_choice, SpanExporter):
-        return None
-    return span_choice
-
-
-def _build_log_exporter(
-    chosen: str | LogRecordExporter | None,
-    protocol: str | None,
-    endpoint: str | None,
-    headers: Mapping[str, str] | None,
-    deadline: float,
-) -> LogRecordExporter | None:
-    """The inner log exporter for ``chosen``; None means "export no events"."""
-    if chosen is None or isinstance(chosen, LogRecordExporter):
-        return chosen
-    name = str(chosen).strip().lower()
-    if name not in EXPORTERS:
-        raise ConfigurationError(
-            f"Unknown log exporter {chosen!r}: use one of {', '.join(EXPORTERS)} "
-            "(OTEL_LOGS_EXPORTER, or the exporter= it follows), or pass a LogRecordExporter as log_exporter=."
-        )
-    if name == "none":
-        return None
-    if name == "console":
-        return ConsoleLogRecordExporter(out=sys.stdout)
-    return _build_otlp_exporter(
-        _resolve_protocol(protocol, "logs"), endpoint, headers, _export_timeout(deadline, "logs"), "logs")
-
-
 def _processor(span_exporter: SpanExporter, deadline: float) -> BoundedBatchSpanProcessor:
     return BoundedBatchSpanProcessor(FailSafeSpanExporter(span_exporter, timeout=deadline), deadline=deadline)
-
-
-def _build_exporter(
-    chosen: str | SpanExporter,
-    protocol: str | None,
-    endpoint: str | None,
-    headers: Mapping[str, str] | None,
-    deadline: float,
-    service_name: str | None,
-) -> SpanExporter | None:
-    """The inner exporter for ``chosen``; None means "export nothing"."""
-    if isinstance(chosen, SpanExporter):
-        return chosen
-    name = str(chosen).strip().lower()
-    if name not in EXPORTERS:
-        raise ConfigurationError(
-            f"Unknown trace exporter {chosen!r}: use one of {', '.join(EXPORTERS)} "
-            "(argument exporter= or OTEL_TRACES_EXPORTER), or pass a SpanExporter instance."
-        )
-    if name == "none":
-        return None
-    if name == "console":
-        # sys.stdout now, not at import time, so redirected output (and demos under capture) work.
-        return ConsoleSpanExporter(service_name=service_name, out=sys.stdout)
-    return _build_otlp_exporter(_resolve_protocol(protocol), endpoint, headers, _export_timeout(deadline))
-
-
-def _resolve_protocol(protocol: str | None, signal: str = "traces") -> str:
-    per_signal = f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL"
-    chosen = protocol or os.environ.get(per_signal) or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc"
-    name = chosen.strip().lower()
-    if name not in PROTOCOLS:
-        raise ConfigurationError(
-            f"Unsupported OTLP protocol {chosen!r}: use one of {', '.join(PROTOCOLS)} "
-            f"(argument protocol= or {per_signal} / OTEL_EXPORTER_OTLP_PROTOCOL)."
-        )
-    return name
-
-
-def _export_timeout(deadline: float, signal: str = "traces") -> float:
-    """The exporter's own timeout (its whole retry loop): the OTLP variable, capped by the deadline.
-
-    The Python OTLP exporters read these variables as seconds, so we do too.
-    """
-    raw = os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_TIMEOUT") or os.environ.get("OTEL_EXPORTER_OTLP_TIMEOUT")
-    try:
-        configured = float(raw) if raw else deadline
-    except ValueError:
-        raise ConfigurationError(f"OTEL_EXPORTER_OTLP_TIMEOUT must be a number of seconds, not {raw!r}") from None
-    return min(configured, deadline) if configured > 0 else deadline
-
-
-def _build_otlp_exporter(
-    protocol: str, endpoint: str | None, headers: Mapping[str, str] | None, timeout: float, signal: str = "traces"
-) -> Any:
-    """The OTLP exporter of ``signal`` ("traces" or "logs") for ``protocol``."""
-    # Anything not given here (endpoint, headers, insecure, certificates, compression) the
-    # exporters read from OTEL_EXPORTER_OTLP_* themselves, the per-signal variables first.
-    options: dict[str, object] = {"timeout": timeout}
-    if headers is not None:
-        # gRPC rejects upper-case metadata keys; HTTP header names are case-insensitive anyway.
-        options["headers"] = {key.lower(): value for key, value in headers.items()}
-    if protocol == "grpc":
-        if endpoint is not None:
-            options["endpoint"] = endpoint
-        if signal == "logs":
-            from opentelemetry.exporter.otlp.proto.grpc._log_exporter import (
-                OTLPLogExporter as GrpcLogExporter,
-            )
-
-            return GrpcLogExporter(**options)
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-            OTLPSpanExporter as GrpcSpanExporter,
-        )
-
-        return GrpcSpanExporter(**options)
-    if endpoint is not None:
-        options["endpoint"] = _http_signal_url(endpoint, signal)
-    if signal == "logs":
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import (
-            OTLPLogExporter as HttpLogExporter,
-        )
-
-        return HttpLogExporter(**options)
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-        OTLPSpanExporter as HttpSpanExporter,
-    )
-
-    return HttpSpanExporter(**options)
-
-
-def _http_signal_url(endpoint: str, signal: str = "traces") -> str:
-    """A base URL gets the signal's path, as OTEL_EXPORTER_OTLP_ENDPOINT does; a full one is kept,
-    except that a full traces URL given for both signals sends events to the logs path beside it.
-
-    Example::
-
-        >>> _http_signal_url("http://collector:4318", "logs"), _http_signal_url("http://collector:4318/v1/traces", "logs")
-        ('http://collector:4318/v1/logs', 'http://collector:4318/v1/logs')
-    """
-    parts = urlparse(endpoint)
-    if parts.path in ("", "/"):
-        return endpoint.rstrip("/") + f"/v1/{signal}"
-    if signal != "traces" and parts.path.endswith("/v1/traces"):
-        return parts._replace(path=parts.path.removesuffix("traces") + signal).geturl()
-    return endpoint
 
 
 def _set_global(provider: trace.TracerProvider) -> None:
