@@ -24,6 +24,7 @@ ends with exactly one terminal event::
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 from dataclasses import replace
@@ -42,6 +43,7 @@ from otel_execaudit.adapters import (
     default_registry,
     error_code,
 )
+from otel_execaudit.canonical import canonical_bytes
 from otel_execaudit.errors import ConfigurationError, SecurityEscalationError
 from otel_execaudit.guards import (
     DEFAULT_GUARD_TIMEOUT,
@@ -385,9 +387,10 @@ class PlanRun:
         if not amounts:
             return None
         maxima: dict[str, float] = {}
-        for guard in self.guards:
+        for guard in self.guards:  # several limit guards: the strictest maximum of each counter
             if isinstance(guard, ExecutionLimitsGuard):
-                maxima.update(guard.maxima(context))
+                for name, maximum in guard.maxima(context).items():
+                    maxima[name] = min(maximum, maxima.get(name, maximum))
         observer = self.observer
         assert observer is not None
         return self.counters.consume(self._key(index, step), context.scope, amounts, maxima,
@@ -395,7 +398,14 @@ class PlanRun:
             "kind": "limits.consumed", "ts": timestamp_now(),
             "execution_id": observer.execution_id, "plan_id": observer.plan_id,
             "trace_id": handle.trace_id, "span_id": handle.span_id,
-            "data": {"step_index": index, **data}})
+            "data": {"step_index": index, **data}}, content=self._content(step))
+
+    def _content(self, step: PlanStep) -> str:
+        """What a replay must repeat to be one: the plan, the action, its params and amounts."""
+        return hashlib.sha256(canonical_bytes({
+            "plan_id": self.plan.plan_id, "action_type": step.action_type,
+            "params": self.redactor.clean(dict(step.params)),
+            "amounts": dict(step.consumption)})).hexdigest()
 
     def _key(self, index: int, step: PlanStep) -> str:
         """What makes a consumption a replay: the step's own key, else execution and index."""

@@ -33,7 +33,7 @@ __all__ = ["Consumption", "LimitCounters", "exceeded", "today"]
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS limit_usage ("
     " key TEXT NOT NULL, counter TEXT NOT NULL, scope TEXT NOT NULL, day TEXT NOT NULL,"
-    " amount REAL NOT NULL, PRIMARY KEY (key, counter))",
+    " amount REAL NOT NULL, content TEXT NOT NULL DEFAULT '', PRIMARY KEY (key, counter))",
     "CREATE INDEX IF NOT EXISTS limit_usage_by_scope ON limit_usage (scope, day, counter)",
 )
 
@@ -113,7 +113,8 @@ class LimitCounters:
 
     def consume(self, key: str, scope: str, amounts: Mapping[str, float],
                 maxima: Mapping[str, float],
-                entry_for: Callable[[dict[str, Any]], Mapping[str, Any]]) -> Consumption:
+                entry_for: Callable[[dict[str, Any]], Mapping[str, Any]],
+                content: str = "") -> Consumption:
         """Check and consume ``amounts`` for ``scope`` today, in one transaction with the ledger
         entry ``entry_for(data)`` returns. Over a maximum: nothing is consumed, and the entry
         records the refusal. A ``key`` already consumed for the same scope and amounts is a
@@ -126,22 +127,25 @@ class LimitCounters:
             for statement in _SCHEMA:
                 connection.execute(statement)
             earlier = connection.execute(
-                "SELECT counter, amount, scope FROM limit_usage WHERE key = ?", (key,)).fetchall()
+                "SELECT counter, amount, scope, content FROM limit_usage WHERE key = ?",
+                (key,)).fetchall()
             conflict = None
             if earlier and ({row[2] for row in earlier} != {scope} or {
                     row[0]: row[1] for row in earlier} != {
-                    name: float(value) for name, value in amounts.items()}):
-                conflict = (f"idempotency key {key!r} was already consumed for another tenant "
-                            "or other amounts; give this step a key of its own")
+                    name: float(value) for name, value in amounts.items()}
+                    or {row[3] for row in earlier} != {content}):
+                conflict = (f"idempotency key {key!r} was already consumed for another tenant, "
+                            "other amounts or another action; give this step a key of its own")
             replayed = bool(earlier) and conflict is None
             used = _usage(connection, scope, day)
             over = [] if replayed or conflict else exceeded(used, amounts, maxima)
             allowed = conflict is None and not over
             if allowed and not replayed:
                 connection.executemany(
-                    "INSERT INTO limit_usage (key, counter, scope, day, amount)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    [(key, name, scope, day, float(value)) for name, value in amounts.items()])
+                    "INSERT INTO limit_usage (key, counter, scope, day, amount, content)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    [(key, name, scope, day, float(value), content)
+                     for name, value in amounts.items()])
             outcome.update(allowed=allowed, replayed=replayed, used=used, over=tuple(over),
                            conflict=conflict)
             return entry_for({"key": key, "scope": scope, "day": day, "allowed": allowed,

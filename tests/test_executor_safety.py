@@ -314,3 +314,17 @@ def test_an_action_request_with_a_typo_is_refused_not_run_as_a_read(execaudit_ca
             {"trace_id": TRACE_ID, "action_type": "pay", "side_effect": ["network"]},
             client_id=1)
     assert calls == []
+
+
+def test_a_replay_must_repeat_the_same_action(execaudit_capture):
+    calls: list = []
+    executor = Executor(adapters=recording_registry(calls))
+    assert executor.run(pay_plan(), client_id=1, execution_id="run-9", **LIVE).is_success()
+    bigger = pay_plan(params={"amount": 1_000_000})
+    assert executor.run(bigger, client_id=1, execution_id="run-9", **LIVE).is_blocked()
+    assert calls == [(10, "run-9:0")]
+
+
+def test_code_first_consumption_is_validated():
+    with pytest.raises(PlanError, match="consumes"):
+        step("refund", side_effects=["network"], consumes={"orders": -5})(lambda: None)
