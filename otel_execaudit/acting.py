@@ -166,8 +166,9 @@ class FunctionRun(PlanRun):
             pass  # recorded (BLOCKED, or a step skipped after a failure) by before()
         except Exception as error:  # noqa: BLE001 - recorded with its traceback
             if self.status is ResultStatus.SUCCESS:
+                failure = describe_failure(self.redactor, error)  # redacted, never raises
                 self.status = ResultStatus.FAILED
-                self.error = f"{type(error).__name__}: {error}"
+                self.error = f"{failure.error_type}: {failure.message}"
             self.cause = error
         finally:
             gate.reset(token)

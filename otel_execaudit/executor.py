@@ -96,6 +96,10 @@ class Executor:
             chosen.append(AcknowledgementGuard())  # LIVE is always acknowledged
         self.guards: list[Guard] = chosen
         self.adapters = adapters if adapters is not None else default_registry
+        if isinstance(guard_timeout, bool) or not isinstance(guard_timeout, (int, float)) \
+                or not 0 < guard_timeout < float("inf"):
+            raise ConfigurationError(f"guard_timeout must be a positive number of seconds, "
+                                     f"not {guard_timeout!r}.")
         self.guard_timeout = guard_timeout
         self.require_plan_hash = require_plan_hash
         self.product = product
@@ -131,6 +135,11 @@ class Executor:
                  strategy_id: str | int | None, validated: bool, validation_passed: bool,
                  acknowledge_risk: bool, expected_hash: str | None, execution_id: str | None,
                  arguments: tuple[Any, ...], keywords: Mapping[str, Any] | None) -> PlanRun:
+        from otel_execaudit.acting import gate
+
+        enclosing = gate.get()
+        if enclosing is not None and enclosing.mode is ExecutionMode.DRY_RUN:
+            mode = ExecutionMode.DRY_RUN  # nothing nested is more LIVE than its run
         options = (mode, client_id, None if strategy_id is None else str(strategy_id),
                    validated, validation_passed, acknowledge_risk, expected_hash, execution_id)
         if callable(plan) and not isinstance(plan, (Plan, Mapping)):

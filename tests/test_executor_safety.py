@@ -328,3 +328,28 @@ def test_a_replay_must_repeat_the_same_action(execaudit_capture):
 def test_code_first_consumption_is_validated():
     with pytest.raises(PlanError, match="consumes"):
         step("refund", side_effects=["network"], consumes={"orders": -5})(lambda: None)
+
+
+def test_a_live_run_nested_in_a_dry_run_is_a_dry_run(execaudit_capture):
+    calls: list = []
+    inner = Executor(adapters=recording_registry(calls))
+
+    def outer():
+        return inner.run(pay_plan(), client_id=1, **LIVE)
+
+    result = Executor().run(outer, client_id=1)
+    assert result.is_success() and result.value.mode.value == "DRY_RUN" and calls == []
+
+
+def test_a_code_first_failure_is_redacted_in_the_result(execaudit_capture):
+    def leaky():
+        raise RuntimeError("login failed: password=hunter2")
+
+    result = Executor().run(leaky, client_id=1)
+    assert result.status is ResultStatus.FAILED and "hunter2" not in result.to_json()
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), None, "5"])
+def test_a_guard_timeout_must_be_a_positive_number(timeout):
+    with pytest.raises(ConfigurationError, match="guard_timeout"):
+        Executor(guard_timeout=timeout)
