@@ -49,6 +49,7 @@ class Received:
 
     requests: list[trace_service_pb2.ExportTraceServiceRequest] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
+    posts: list[tuple[str, bytes]] = field(default_factory=list)  # every POST: (path, body)
 
     def spans(self) -> list:
         return [
@@ -76,6 +77,7 @@ def http_peer(status: int) -> Iterator[tuple[str, Received]]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - the http.server naming
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.posts.append((self.path, body))
             if status == 200 and self.path == "/v1/traces":
                 request = trace_service_pb2.ExportTraceServiceRequest()
                 request.ParseFromString(body)
@@ -84,7 +86,7 @@ def http_peer(status: int) -> Iterator[tuple[str, Received]]:
                 reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
             else:
                 reply = b""
-            self.send_response(status if self.path == "/v1/traces" else 404)
+            self.send_response(status if self.path in ("/v1/traces", "/v1/logs") else 404)
             self.send_header("Content-Type", "application/x-protobuf")
             self.send_header("Content-Length", str(len(reply)))
             self.end_headers()

@@ -6,14 +6,11 @@ path goes to a real in-test HTTP receiver on 127.0.0.1.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import structlog
@@ -31,6 +28,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import otel_execaudit
 from otel_execaudit.errors import ConfigurationError
 from otel_execaudit.telemetry import LogExportStats, build_telemetry, emit_event
+
+from .peers import http_peer
 
 from .peers import hanging_peer
 
@@ -82,32 +81,6 @@ class HangingSpanExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-@contextlib.contextmanager
-def otlp_logs_receiver() -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
-    """An OTLP/HTTP endpoint answering 200 to every POST and keeping (path, body)."""
-    received: list[tuple[str, bytes]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the http.server naming
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            received.append((self.path, body))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *arguments) -> None:  # the test output is not the server's log
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", received
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 # --- what an event carries -----------------------------------------------------------------------
 
 
@@ -145,14 +118,14 @@ def test_an_event_outside_any_span_has_no_trace_id() -> None:
 
 
 def test_events_reach_an_otlp_http_receiver_on_the_logs_path_of_a_base_endpoint() -> None:
-    with otlp_logs_receiver() as (endpoint, received):
+    with http_peer(200) as (endpoint, received):
         telemetry = build_telemetry(service_name="refund-agent", protocol="http/protobuf", endpoint=endpoint)
         with telemetry.tracer.start_as_current_span("execute_tool refund") as span:
             telemetry.emit_event(EVENT, {"execaudit.outcome": "failed"})
         assert telemetry.force_flush(timeout=5.0) is True
         telemetry.shutdown()
 
-    bodies = [body for path, body in received if path == "/v1/logs"]
+    bodies = [body for path, body in received.posts if path == "/v1/logs"]
     assert len(bodies) == 1
     request = logs_service_pb2.ExportLogsServiceRequest()
     request.ParseFromString(bodies[0])
