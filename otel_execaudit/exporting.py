@@ -226,9 +226,10 @@ class _FailSafeExport:
                 outcome.append(error)
 
         thread = threading.Thread(target=call, name="otel_execaudit-export", daemon=True)
+        thread.start()
+        # Published only once started: shutdown takes "not alive" to mean "finished".
         in_flight = self._in_flight = [count, False]
         self._running = thread
-        thread.start()
         thread.join(budget)
         if not self._settle(in_flight):
             return False  # shutdown gave up on this batch and counted it
