@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
+import itertools
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from otel_execaudit import terminal
@@ -46,12 +47,17 @@ class ActionGate(Protocol):
     mode: ExecutionMode
 
     def simulated(self, spec: PlanStep, step: Any, simulate: Callable[..., Any] | None,
-                  arguments: tuple[Any, ...], keywords: Mapping[str, Any]) -> None: ...
+                  arguments: tuple[Any, ...], keywords: Mapping[str, Any]) -> None:
+        """Declare the step's effects and record what it would do."""
 
     def before(self, spec: PlanStep, step: Any) -> None:
-        """Raise ``GuardDeniedError`` to stop the step before it acts."""
+        """Declare the step's effects; raise ``GuardDeniedError`` to stop it before it acts."""
 
     def after(self, spec: PlanStep, step: Any, error: BaseException | None) -> None: ...
+
+    def interrupted(self, spec: PlanStep, error: BaseException) -> None:
+        """The gate itself could not finish (a cancellation, a ledger that cannot be written):
+        the action's path still ends, and the run fails even if the plan catches ``error``."""
 
 
 gate: contextvars.ContextVar[ActionGate | None] = contextvars.ContextVar(
@@ -77,32 +83,43 @@ def acting(function: Callable[..., Any], name: str, side_effects: Iterable[Any],
         from otel_execaudit.instrument import current_execution, current_step
 
         step, execution = current_step(), current_execution()
-        for effect in spec.side_effects:
-            step.declare(effect.category, effect.description or name, effect.reversible)
         active = gate.get()
         live = execution.mode is ExecutionMode.LIVE and (
             active is None or active.mode is ExecutionMode.LIVE)
-        if not live:
-            if active is not None:
-                active.simulated(spec, step, simulate, arguments, keywords)
-            else:
-                description = spec.describe()
-                if simulate is not None:
-                    description = str(simulate(*arguments, **keywords))
-                step.event("simulated", would=description)
-            return step, False
         if active is None:
-            raise GuardDeniedError(
-                f"step {name!r} declares side effects and its execution is LIVE, but no "
-                "Executor checked the guards or the acknowledgement; run the plan with "
-                "Executor().run(...).")
-        active.before(spec, step)
+            for effect in spec.side_effects:
+                step.declare(effect.category, effect.description or name, effect.reversible)
+            if live:
+                raise GuardDeniedError(
+                    f"step {name!r} declares side effects and its execution is LIVE, but no "
+                    "Executor checked the guards or the acknowledgement; run the plan with "
+                    "Executor().run(...).")
+            description = spec.describe()
+            if simulate is not None:
+                description = str(simulate(*arguments, **keywords))
+            step.event("simulated", would=description)
+            return step, False
+        try:  # the gate declares the effects, then simulates or checks
+            if not live:
+                active.simulated(spec, step, simulate, arguments, keywords)
+                return step, False
+            active.before(spec, step)
+        except GuardDeniedError:
+            raise
+        except BaseException as error:
+            active.interrupted(spec, error)
+            raise
         return step, True
 
     def finish(step: Any, error: BaseException | None) -> None:
         active = gate.get()
-        if active is not None:
+        if active is None:
+            return
+        try:
             active.after(spec, step, error)
+        except BaseException as failure:
+            active.interrupted(spec, failure)
+            raise
 
     if inspect.iscoroutinefunction(function):
         @functools.wraps(function)
@@ -147,6 +164,9 @@ class FunctionRun(PlanRun):
                 "Executor.run takes a plain plan function; for an async or generator plan, "
                 "run its acting steps from a plain function.")
         self.arguments, self.keywords = arguments, keywords
+        # Actions are numbered across the whole run, nested executions included: the number
+        # keys each action's limit consumption, so no two actions of a run share a key.
+        self._numbers = itertools.count()
         super().__init__(executor, Plan(plan_id or getattr(function, "__name__", "plan"), ()),
                          *options)
 
@@ -155,9 +175,8 @@ class FunctionRun(PlanRun):
                                   guards=self.executor.guards, subject=self.subject)
 
     def _steps(self) -> None:
-        if not self._preflight():
-            self._emit(PlanStep(self.plan.plan_id, qualified_name(self.body)), None,
-                       terminal.GUARD_DENIED)
+        # The plan's steps are not known before it runs: its one path is the plan function.
+        if not self._guarded_preflight([PlanStep(self.plan.plan_id, qualified_name(self.body))]):
             return
         token = gate.set(self)
         try:
@@ -177,23 +196,40 @@ class FunctionRun(PlanRun):
 
     def simulated(self, spec: PlanStep, step: Any, simulate: Callable[..., Any] | None,
                   arguments: tuple[Any, ...], keywords: Mapping[str, Any]) -> None:
+        self._declare(spec, step)
         description = self.simulation(spec, simulate, arguments, keywords)
         step.event("simulated", would=description)
         self.record_simulated(step.index, spec, spec.action_type, description)
 
     def before(self, spec: PlanStep, step: Any) -> None:
+        self._declare(spec, step)
         if self.status is not ResultStatus.SUCCESS:  # an earlier action failed: stop here
             self._emit(spec, spec.action_type, terminal.SKIPPED)
             raise GuardDeniedError(f"step {spec.name!r} not run: {self.error}")
-        if not self._recheck(step._handle, step.index, spec, spec.action_type):
-            raise GuardDeniedError(f"step {spec.name!r} not run: {self.error}")
-
-    def after(self, spec: PlanStep, step: Any, error: BaseException | None) -> None:
         observer = self.observer
         assert observer is not None
-        observed = [effect for effect in observer.get_execution_record().side_effects_report
-                    .observed if effect.step_index == step.index]
-        violations = spec.violations(observed)
+        key = f"{observer.execution_id}:{next(self._numbers)}"
+        if not self._recheck(step._handle, step.index, spec, spec.action_type, key):
+            raise GuardDeniedError(f"step {spec.name!r} not run: {self.error}")
+
+    def _declare(self, spec: PlanStep, step: Any) -> None:
+        self._emitted = False  # a new action path
+        for effect in spec.side_effects:
+            step.declare(effect.category, effect.description or spec.name, effect.reversible)
+
+    def interrupted(self, spec: PlanStep, error: BaseException) -> None:
+        if self.status is ResultStatus.SUCCESS:
+            failure = describe_failure(self.redactor, error)
+            self._stop(f"step {spec.name!r} interrupted: {failure.error_type}: "
+                       f"{failure.message}")
+            self.cause = error
+        if not self._emitted:
+            self._emit(spec, spec.action_type, terminal.CANCELLED if is_cancellation(error)
+                       else terminal.INTERNAL_ERROR)
+
+    def after(self, spec: PlanStep, step: Any, error: BaseException | None) -> None:
+        handle = step._handle  # its own execution's step, nested or not
+        violations = spec.violations(handle.observer.observed_effects(handle.index))
         if error is not None:
             code = terminal.CANCELLED if is_cancellation(error) else terminal.ADAPTER_EXCEPTION
             failure = describe_failure(self.redactor, error)

@@ -34,7 +34,9 @@ __all__ = ["ActionContext", "ActionOutcome", "Adapter", "AdapterRegistry", "adap
            "default_registry", "load_adapters"]
 
 ENTRY_POINT_GROUP = "otel_execaudit.adapters"
-_ERROR_CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")  # snake_case: a code, never free text
+# snake_case words, a number only as a word of its own (http_429): a code, never free text,
+# and never a token, whose letters and digits mix.
+_ERROR_CODE = re.compile(r"(?=.{1,64}\Z)[a-z]+(?:_(?:[a-z]+|[0-9]{1,4}))*")
 
 
 @dataclass(frozen=True)
@@ -251,7 +253,8 @@ def error_code(value: Any, default: str) -> str:
     """An adapter's error code as it may appear in a terminal event: short snake_case, no
     free text; anything else becomes ``default``.
 
-    >>> error_code("insufficient_funds", "adapter_failure"), error_code("Bad: x", "adapter_failure")
-    ('insufficient_funds', 'adapter_failure')
+    >>> [error_code(code, "adapter_failure") for code in ("insufficient_funds", "http_429",
+    ...                                                    "Bad: x", "sk_live_4ec39hqlyjwdarjtt1")]
+    ['insufficient_funds', 'http_429', 'adapter_failure', 'adapter_failure']
     """
     return value if isinstance(value, str) and _ERROR_CODE.fullmatch(value) else default

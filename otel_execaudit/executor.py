@@ -25,6 +25,7 @@ ends with exactly one terminal event::
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import re
 from dataclasses import replace
@@ -44,7 +45,7 @@ from otel_execaudit.adapters import (
     error_code,
 )
 from otel_execaudit.canonical import canonical_bytes
-from otel_execaudit.errors import ConfigurationError, SecurityEscalationError
+from otel_execaudit.errors import ConfigurationError, PlanError, SecurityEscalationError
 from otel_execaudit.guards import (
     DEFAULT_GUARD_TIMEOUT,
     AcknowledgementGuard,
@@ -74,6 +75,7 @@ from otel_execaudit.runtime import get_runtime
 __all__ = ["Executor", "execute_plan"]
 
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
+_EXECUTION_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 PlanSource = Plan | Mapping[str, Any] | str | Callable[..., Any]
 
 
@@ -110,8 +112,9 @@ class Executor:
                   keywords: Mapping[str, Any] | None = None) -> str:
         """The hash a dry run of ``plan`` for this client reports, and a pinned LIVE run must
         present. Example: ``executor.plan_hash("plan.yaml", client_id=1)``."""
-        return self._prepare(plan, ExecutionMode.DRY_RUN, client_id, strategy_id, False,
-                             False, False, None, None, arguments, keywords).hash
+        prepared = self._prepare(plan, ExecutionMode.DRY_RUN, client_id, strategy_id, False,
+                                 False, False, None, None, arguments, keywords)
+        return prepared.hash or prepared._hash()  # no hash: say why (PlanError)
 
     def run(self, plan: PlanSource, *, mode: ExecutionMode | str = ExecutionMode.DRY_RUN,
             client_id: Any = None, strategy_id: str | int | None = None,
@@ -127,9 +130,9 @@ class Executor:
 
         Example: ``executor.run("plan.yaml", client_id=1)`` is a dry run.
         """
-        return self._prepare(plan, ExecutionMode.parse(mode), client_id, strategy_id,
-                             validated, validation_passed, acknowledge_risk, plan_hash,
-                             execution_id, arguments, keywords).execute()
+        return self._prepare(plan, _mode(mode), client_id, strategy_id, validated,
+                             validation_passed, acknowledge_risk, plan_hash, execution_id,
+                             arguments, keywords).execute()
 
     def _prepare(self, plan: PlanSource, mode: ExecutionMode, client_id: Any,
                  strategy_id: str | int | None, validated: bool, validation_passed: bool,
@@ -137,6 +140,18 @@ class Executor:
                  arguments: tuple[Any, ...], keywords: Mapping[str, Any] | None) -> PlanRun:
         from otel_execaudit.acting import gate
 
+        if execution_id is not None and (
+                not isinstance(execution_id, str) or not _EXECUTION_ID.fullmatch(execution_id)):
+            raise ConfigurationError(
+                "execution_id must be 1 to 128 letters, digits or _ . : - (it keys the run's "
+                "limit consumption, so a replay must present it unchanged); leave it out to "
+                "get a fresh one.")
+        if isinstance(arguments, (str, bytes)) or not isinstance(arguments, Iterable):
+            raise ConfigurationError("arguments must be a tuple of positional arguments for "
+                                     "the plan function, for example arguments=(0.1,).")
+        if keywords is not None and not isinstance(keywords, Mapping):
+            raise ConfigurationError("keywords must be a mapping of keyword arguments for "
+                                     "the plan function, for example keywords={'dry': True}.")
         enclosing = gate.get()
         if enclosing is not None and enclosing.mode is ExecutionMode.DRY_RUN:
             mode = ExecutionMode.DRY_RUN  # nothing nested is more LIVE than its run
@@ -146,9 +161,12 @@ class Executor:
             from otel_execaudit.acting import FunctionRun
 
             return FunctionRun(self, plan, tuple(arguments), dict(keywords or {}), *options)
-        if arguments or keywords:
+        if tuple(arguments) or keywords:
             raise ConfigurationError("arguments and keywords are for code-first plan "
                                      "functions; a data plan takes its values from params.")
+        if not isinstance(plan, (Plan, Mapping, str, os.PathLike)):
+            raise PlanError(f"cannot run a {type(plan).__name__} as a plan: pass a Plan, a "
+                            "mapping, the path of a .json/.yaml plan, or a plan function.")
         return PlanRun(self, load_plan(plan), *options)
 
     def run_action(self, request: Mapping[str, Any], **options: Any) -> ExecutionResult:
@@ -161,6 +179,9 @@ class Executor:
         Example: ``executor.run_action({"trace_id": "4bf9…", "action_type": "send_email",
         "params": {"to": "ops"}}, client_id=7)``
         """
+        if not isinstance(request, Mapping):
+            raise PlanError(f"an action request is a mapping with trace_id, action_type and "
+                            f"params, not a {type(request).__name__}.")
         trace_id, action_type = request.get("trace_id"), request.get("action_type")
         code = None
         if not isinstance(trace_id, str) or not _TRACE_ID.fullmatch(trace_id.lower()) \
@@ -187,7 +208,7 @@ class Executor:
 
     def _refuse_request(self, action_type: str | None, trace_id: str | None, code: str,
                         options: Mapping[str, Any]) -> ExecutionResult:
-        mode = ExecutionMode.parse(options.get("mode", ExecutionMode.DRY_RUN))
+        mode = _mode(options.get("mode", ExecutionMode.DRY_RUN))
         reason = {terminal.MISSING_TRACE_ID: "the request has no valid trace_id (32 hex "
                   "characters, not all zero); pass the caller's trace id",
                   terminal.MISSING_ACTION_TYPE: "the request has no action_type; name the "
@@ -206,6 +227,13 @@ class Executor:
         metadata.update(execution_id=observer.execution_id, ledger=str(observer.ledger.path))
         return ExecutionResult(ResultStatus.FAILED, mode, (), (), metadata,
                                datetime.now(timezone.utc), reason)
+
+
+def _mode(value: Any) -> ExecutionMode:
+    try:
+        return ExecutionMode.parse(value)
+    except ValueError as error:
+        raise ConfigurationError(str(error)) from None
 
 
 def execute_plan(plan: PlanSource, **options: Any) -> ExecutionResult:
@@ -235,7 +263,12 @@ class PlanRun:
             validated=validated, validation_passed=validation_passed,
             acknowledge_risk=acknowledge_risk, expected_plan_hash=expected_hash,
             usage=lambda: self.counters.usage(self.context.scope))
-        self.hash = self._hash()
+        try:
+            self.hash: str | None = self._hash()
+        except PlanError:  # something the plan depends on has no exact form
+            if pinning:
+                raise
+            self.hash = None
         self.context = replace(self.context, plan_hash=self.hash)
         self.execution_id = execution_id
         self.cause: BaseException | None = None  # the exception that failed the run, if any
@@ -280,8 +313,30 @@ class PlanRun:
         return ExecutionResult(self.status, self.mode, tuple(self.verdicts), tuple(self.actions),
                                metadata, executed_at, self.error, self.value)
 
+    def _guarded_preflight(self, planned: Iterable[PlanStep]) -> bool:
+        """The preflight; when it denies, or is interrupted (a cancellation, a ledger that
+        cannot be written), each planned action's path ends here with its terminal event."""
+        try:
+            allowed = self._preflight()
+        except BaseException as error:
+            self._end_paths(planned, terminal.CANCELLED if is_cancellation(error)
+                            else terminal.INTERNAL_ERROR)
+            raise
+        if not allowed:
+            self._end_paths(planned, terminal.GUARD_DENIED)
+        return allowed
+
+    def _end_paths(self, steps: Iterable[PlanStep], code: str) -> None:
+        for step in steps:
+            self._emit(step, self._adapter_name(step), code)
+
     def _preflight(self) -> bool:
         """Every guard, before anything runs; False (and BLOCKED) if any denies."""
+        keys = {step.name: self._key(index, step) for index, step in enumerate(self.plan.steps)
+                if step.consumption}
+        consumed = self.counters.consumed(keys.values(), self.context.scope)
+        self.context = replace(self.context, replayed=frozenset(
+            name for name, key in keys.items() if key in consumed))
         self.verdicts = self._check_guards(self.context, "preflight", None)
         denied = [verdict for verdict in self.verdicts if verdict.decision == "deny"]
         if denied:
@@ -290,14 +345,7 @@ class PlanRun:
         return not denied
 
     def _steps(self) -> None:
-        keys = {step.name: self._key(index, step) for index, step in enumerate(self.plan.steps)
-                if step.consumption}
-        consumed = self.counters.consumed(keys.values(), self.context.scope)
-        self.context = replace(self.context, replayed=frozenset(
-            name for name, key in keys.items() if key in consumed))
-        if not self._preflight():
-            for step in self.plan.steps:  # each planned action's path ends here
-                self._emit(step, self._adapter_name(step), terminal.GUARD_DENIED)
+        if not self._guarded_preflight(self.plan.steps):
             return
         for index, step in enumerate(self.plan.steps):
             self._emitted = False
@@ -368,13 +416,19 @@ class PlanRun:
                                          "Simulated successfully (nothing was performed)"))
         self._emit(step, adapter, None)
 
-    def _recheck(self, handle: StepHandle, index: int, step: PlanStep, adapter: str) -> bool:
-        """Just before a LIVE action: every guard again, then the limits consumed atomically."""
+    def _recheck(self, handle: StepHandle, index: int, step: PlanStep, adapter: str,
+                 key: str | None = None) -> bool:
+        """Just before a LIVE action: every guard again, then the limits consumed atomically
+        under ``key`` (the step's idempotency key by default)."""
+        key = key or self._key(index, step)
         context = replace(self.context, step=step)
+        if step.consumption and step.name not in context.replayed \
+                and key in self.counters.consumed([key], context.scope):
+            context = replace(context, replayed=context.replayed | {step.name})
         verdicts = self._check_guards(context, "recheck", handle)
         self.verdicts.extend(verdict for verdict in verdicts if verdict.decision != "allow")
         denied = [verdict.name for verdict in verdicts if verdict.decision == "deny"]
-        consumption = None if denied else self._consume(handle, index, step, context)
+        consumption = None if denied else self._consume(handle, index, step, context, key)
         if consumption is not None and not consumption.allowed:
             refusal = ExecutionGuard("ExecutionLimits", False, consumption.reason,
                                      stage="recheck")
@@ -391,7 +445,7 @@ class PlanRun:
         return False
 
     def _consume(self, handle: StepHandle, index: int, step: PlanStep,
-                 context: GuardContext) -> Consumption | None:
+                 context: GuardContext, key: str) -> Consumption | None:
         amounts = step.consumption
         if not amounts:
             return None
@@ -402,7 +456,7 @@ class PlanRun:
                     maxima[name] = min(maximum, maxima.get(name, maximum))
         observer = self.observer
         assert observer is not None
-        return self.counters.consume(self._key(index, step), context.scope, amounts, maxima,
+        return self.counters.consume(key, context.scope, amounts, maxima,
                                      lambda data: {
             "kind": "limits.consumed", "ts": timestamp_now(),
             "execution_id": observer.execution_id, "plan_id": observer.plan_id,
@@ -464,8 +518,8 @@ class PlanRun:
         self._emit(step, adapter.name, None)
 
     def _outcome(self, output: Any) -> ActionOutcome | None:
-        if isinstance(output, ActionOutcome):
-            return output
+        if isinstance(output, ActionOutcome):  # ok must say True or False, nothing truthy
+            return output if type(output.ok) is bool else None
         if output is None:
             return ActionOutcome.success()
         if isinstance(output, Mapping):  # cleaned first: cyclic or hostile values are bounded

@@ -295,8 +295,12 @@ def evaluate(guards: Iterable[Guard], context: GuardContext, *,
 
 
 def guard_name(guard: Any) -> str:
-    """A guard's ``name``, else its class name. Example: ``guard_name(TenantContextGuard())``."""
-    name = getattr(guard, "name", None)
+    """A guard's ``name``, else its class name; never raises.
+    Example: ``guard_name(TenantContextGuard())``."""
+    try:
+        name = getattr(guard, "name", None)
+    except Exception:  # noqa: BLE001 - a broken property: the class name will do
+        name = None
     return name if isinstance(name, str) and name else type(guard).__name__
 
 
@@ -305,7 +309,7 @@ def _run_one(guard: Guard, context: GuardContext,
     name = guard_name(guard)
     try:
         severity = Severity(getattr(guard, "severity", Severity.DENY))
-    except ValueError:
+    except Exception:  # noqa: BLE001 - no readable severity: the strictest
         severity = Severity.DENY
     outcome: list[Any] = []
     run_in = contextvars.copy_context()  # the guard sees the caller's span and context
@@ -330,14 +334,15 @@ def _run_one(guard: Guard, context: GuardContext,
     if not isinstance(result, ExecutionGuard):
         return ExecutionGuard(name, False, f"Guard returned {type(result).__name__}, not an "
                               "ExecutionGuard; denied (guards fail closed)"), None
-    if not isinstance(result.passed, bool):
-        return ExecutionGuard(name, False, "Guard returned a verdict whose passed is not True "
-                              "or False; denied (guards fail closed)"), None
-    # A plain verdict, rebuilt: a subclass cannot override its decision, and the severity is
-    # the guard's own, so a deny cannot be softened by the verdict it returns.
+    # A plain verdict, rebuilt from one reading of each field: a subclass cannot override its
+    # decision, and the severity is the guard's own, so a deny cannot be softened.
     try:
+        passed = result.passed
+        if type(passed) is not bool:
+            return ExecutionGuard(name, False, "Guard returned a verdict whose passed is not "
+                                  "True or False; denied (guards fail closed)"), None
         details = dict(result.details) if isinstance(result.details, Mapping) else {}
-        return ExecutionGuard(printable(result.name) or name, result.passed,
+        return ExecutionGuard(printable(result.name) or name, passed,
                               printable(result.message), details, severity), None
     except Exception as error:  # noqa: BLE001 - e.g. cyclic details
         return ExecutionGuard(name, False, f"Guard returned an unreadable verdict "

@@ -233,6 +233,11 @@ class ExecutionObserver:
         return self._side_effect("side_effect", category, description, reversible, details,
                                  step_index, self._observed)
 
+    def observed_effects(self, step_index: int) -> list[SideEffect]:
+        """The side effects recorded so far on step ``step_index``."""
+        with self._lock:
+            return [effect for effect in self._observed if effect.step_index == step_index]
+
     def declare_side_effect(self, category: SideEffectCategory | str, description: str,
                             reversible: bool = True, details: Mapping[str, Any] | None = None,
                             step_index: int | None = None) -> SideEffect:

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -208,12 +209,17 @@ def _plan_from_mapping(data: Any, *, where: str) -> Plan:
     if not isinstance(plan_id, str) or not plan_id.strip():
         raise PlanError(f"{where}plan_id is missing or empty; give the plan a name, "
                         'for example "plan_id": "nightly-rebalance".')
+    _text(plan_id, f"{where}plan_id")
     where = f"{where}plan {plan_id!r}"
     _refuse_unknown(data, {"plan_id", "steps", "limits", "strategies", "description"}, where)
     steps = data.get("steps")
     if not isinstance(steps, list) or not steps:
         raise PlanError(f"{where}: steps must be a non-empty list of steps.")
-    parsed = tuple(_step(item, number, where) for number, item in enumerate(steps, 1))
+    if len(steps) > MAX_STEPS:
+        raise PlanError(f"{where}: {len(steps)} steps; a plan has at most {MAX_STEPS}. Split "
+                        "it into plans a person can review.")
+    budget = [_PARAMS_BUDGET]  # one budget for the whole plan: aliases cannot multiply it
+    parsed = tuple(_step(item, number, where, budget) for number, item in enumerate(steps, 1))
     _refuse_repeated("step names", [step.name for step in parsed], where)
     # One key, one action: two steps sharing a key would count as one.
     _refuse_repeated("idempotency keys", [step.idempotency_key for step in parsed
@@ -224,16 +230,16 @@ def _plan_from_mapping(data: Any, *, where: str) -> Plan:
     return Plan(
         plan_id=plan_id, steps=parsed,
         limits=_amounts(data.get("limits"), f"{where}: limits"),
-        strategies={str(key): _amounts(value, f"{where}: strategies.{key}")
+        strategies={_text(str(key), f"{where}: strategies"): _amounts(value, f"{where}: strategies.{key}")
                     for key, value in strategies.items()},
-        description=str(data.get("description") or ""))
+        description=_text(str(data.get("description") or ""), f"{where}: description"))
 
 
 _STEP_FIELDS = {"name", "action_type", "params", "side_effects", "rollback", "consumes",
                 "idempotency_key", "description"}
 
 
-def _step(data: Any, number: int, where: str) -> PlanStep:
+def _step(data: Any, number: int, where: str, budget: list[int]) -> PlanStep:
     if not isinstance(data, Mapping):
         raise PlanError(f"{where}, step {number}: a step must be a mapping, "
                         f"not {type(data).__name__}.")
@@ -241,6 +247,7 @@ def _step(data: Any, number: int, where: str) -> PlanStep:
     if not isinstance(name, str) or not name.strip():
         raise PlanError(f"{where}, step {number}: name is missing or empty. Give every step "
                         'a unique name, for example "name": "place-order".')
+    _text(name, f"{where}, step {number}: name")
     where = f"{where}, step {number} ({name!r})"
     _refuse_unknown(data, _STEP_FIELDS, where)
     action_type = data.get("action_type")
@@ -248,20 +255,22 @@ def _step(data: Any, number: int, where: str) -> PlanStep:
         raise PlanError(f"{where}: action_type is missing. Name the adapter action that runs "
                         'this step, for example "action_type": "place_order".')
     if not ACTION_TYPE.fullmatch(action_type):
-        raise PlanError(f"{where}: action_type {action_type[:40]!r} is not an identifier; use "
-                        "letters, digits and _ . : / - only (at most 128), e.g. place_order.")
+        # Not echoed: a mistyped field may hold anything, a credential included.
+        raise PlanError(f"{where}: action_type is not an identifier ({len(action_type)} "
+                        "characters); use letters, digits and _ . : / - only (at most 128), "
+                        "e.g. place_order.")
     params = data.get("params") or {}
     if not isinstance(params, Mapping):
         raise PlanError(f"{where}: params must be a mapping of names to values.")
-    _check_json(params, f"{where}: params", [_PARAMS_BUDGET])
+    _check_json(params, f"{where}: params", budget)
     key = data.get("idempotency_key")
     return PlanStep(
         name=name, action_type=action_type, params=params,
         side_effects=declared_effects(data.get("side_effects") or (), where),
         rollback=_rollback(data.get("rollback"), where),
         consumes=_amounts(data.get("consumes"), f"{where}: consumes"),
-        idempotency_key=None if key is None else str(key),
-        description=str(data.get("description") or ""))
+        idempotency_key=None if key is None else _text(str(key), f"{where}: idempotency_key"),
+        description=_text(str(data.get("description") or ""), f"{where}: description"))
 
 
 def declared_effects(items: Any, where: str) -> tuple[DeclaredEffect, ...]:
@@ -292,19 +301,20 @@ def _effect(data: Any, where: str) -> DeclaredEffect:
     reversible = data.get("reversible", True)
     if not isinstance(reversible, bool):
         raise PlanError(f"{where}: reversible must be true or false.")
-    return DeclaredEffect(category, reversible, str(data.get("description") or ""))
+    return DeclaredEffect(category, reversible,
+                          _text(str(data.get("description") or ""), f"{where}: side effect"))
 
 
 def _rollback(data: Any, where: str) -> RollbackHint | None:
     if data is None:
         return None
     if isinstance(data, str):
-        return RollbackHint(description=data)
+        return RollbackHint(description=_text(data, f"{where}: rollback"))
     if not isinstance(data, Mapping):
         raise PlanError(f"{where}: rollback is a description or a mapping with description, "
                         "actions and risks.")
     _refuse_unknown(data, {"description", "actions", "risks"}, f"{where}: rollback")
-    return RollbackHint(str(data.get("description") or ""),
+    return RollbackHint(_text(str(data.get("description") or ""), f"{where}: rollback"),
                         _texts(data.get("actions"), f"{where}: rollback.actions"),
                         _texts(data.get("risks"), f"{where}: rollback.risks"))
 
@@ -316,7 +326,7 @@ def _texts(data: Any, where: str) -> tuple[str, ...]:
         return (data,)
     if not isinstance(data, list):
         raise PlanError(f"{where} must be a list of strings.")
-    return tuple(str(item) for item in data)
+    return tuple(_text(str(item), where) for item in data)
 
 
 def _amounts(data: Any, where: str) -> dict[str, float]:
@@ -330,11 +340,12 @@ def _amounts(data: Any, where: str) -> dict[str, float]:
         if isinstance(value, bool) or not isinstance(value, (int, float)) \
                 or not math.isfinite(value) or value < 0:
             raise PlanError(f"{where}.{name} must be a finite number >= 0, not {value!r}.")
-        amounts[str(name)] = value
+        amounts[_text(str(name), where)] = value
     return amounts
 
 
-_PARAMS_BUDGET = 100_000  # values per step: a plan is reviewed by people, not a data dump
+MAX_STEPS = 10_000
+_PARAMS_BUDGET = 100_000  # values per plan: a plan is reviewed by people, not a data dump
 _PARAMS_DEPTH = 32
 
 
@@ -345,9 +356,12 @@ def _check_json(value: Any, where: str, budget: list[int], depth: int = 0) -> No
     if budget[0] < 0 or depth > _PARAMS_DEPTH:
         where = where if len(where) < 160 else where[:160] + "…"
         raise PlanError(f"{where} is too large or too deeply nested (at most "
-                        f"{_PARAMS_BUDGET} values, {_PARAMS_DEPTH} levels; a cycle or a YAML "
+                        f"{_PARAMS_BUDGET} values in a plan, {_PARAMS_DEPTH} levels; a cycle or a YAML "
                         "alias chain?). Keep params small; pass big inputs by reference.")
-    if value is None or isinstance(value, (bool, str)):
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        _text(value, where)
         return
     if isinstance(value, (int, float)):
         if isinstance(value, float) and not math.isfinite(value):
@@ -357,6 +371,7 @@ def _check_json(value: Any, where: str, budget: list[int], depth: int = 0) -> No
         for key, item in value.items():
             if not isinstance(key, str):
                 raise PlanError(f"{where} has a key {key!r} that is not a string.")
+            _text(key, f"{where} key")
             _check_json(item, f"{where}.{key}", budget, depth + 1)
         return
     if isinstance(value, (list, tuple)):
@@ -367,8 +382,19 @@ def _check_json(value: Any, where: str, budget: list[int], depth: int = 0) -> No
                     "string (for example a date as \"2026-11-22\").")
 
 
+def _text(value: str, where: str) -> str:
+    """``value``, if UTF-8 can hold it (a lone surrogate cannot be recorded or hashed)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        where = where if len(where) < 160 else where[:160] + "…"
+        raise PlanError(f"{where} holds a lone surrogate (invalid Unicode); fix the text or "
+                        "the encoding that produced it.") from None
+    return value
+
+
 def _refuse_repeated(what: str, values: list[str], where: str) -> None:
-    repeated = sorted({value for value in values if values.count(value) > 1})
+    repeated = sorted(value for value, count in Counter(values).items() if count > 1)
     if repeated:
         raise PlanError(f"{where}: {what} must be unique; repeated: {repeated}.")
 

@@ -436,19 +436,25 @@ def test_results_serialise_in_a_versioned_format(executor):
 
 # -- code-first plans ----------------------------------------------------------------------------
 
+CALLS: list = []  # a global, not a closure: a plan's closure is part of its plan hash
+
+
 def code_first_plan(calls: list, effect: str = "network"):
     from otel_execaudit import plan, step
 
+    assert calls is CALLS
+    CALLS.clear()
+
     @step("quote")
     def quote(symbol):
-        calls.append("quote")
+        CALLS.append("quote")
         return 50000
 
     @step("buy", side_effects=[{"category": "network", "reversible": False,
                                 "description": "place a limit order"}],
           consumes={"orders": 1}, simulate=lambda symbol, quantity: f"buy {quantity} {symbol}")
     def buy(symbol, quantity):
-        calls.append("buy")
+        CALLS.append("buy")
         current_step().side_effect(effect, "order placed", reversible=False)
         return "o-1"
 
@@ -467,7 +473,7 @@ def current_step():
 
 
 def test_code_first_plans_run_through_the_same_executor(execaudit_capture):
-    calls: list = []
+    calls = CALLS
     rebalance = code_first_plan(calls)
     executor = Executor(guards=[*default_guards()[:3], ExecutionLimitsGuard(max_orders_per_day=1)],
                         default_guards=False)
@@ -494,7 +500,7 @@ def test_code_first_plans_run_through_the_same_executor(execaudit_capture):
 
 
 def test_a_code_first_step_beyond_its_declaration_is_a_violation(execaudit_capture):
-    calls: list = []
+    calls = CALLS
     rebalance = code_first_plan(calls, effect="file_system")
     result = Executor().run(rebalance, client_id=1, arguments=("BTCUSDT",), **LIVE)
     assert result.status is ResultStatus.FAILED
@@ -502,7 +508,7 @@ def test_a_code_first_step_beyond_its_declaration_is_a_violation(execaudit_captu
 
 
 def test_an_acting_step_outside_the_executor_is_simulated_unless_live(execaudit_capture):
-    calls: list = []
+    calls = CALLS
     rebalance = code_first_plan(calls)
     assert rebalance("BTCUSDT") is None  # @plan's execution is DRY_RUN by default
     assert calls == ["quote"]
