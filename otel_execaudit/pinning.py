@@ -258,7 +258,7 @@ class _Walk:
             return {"$function": name, "wrapped": None if wrapped is None else
                     self.callable(wrapped, where, depth + 1)}
         module = sys.modules.get(function.__module__)
-        self.modules.setdefault(function.__module__, module)
+        self.modules.setdefault(str(function.__module__), module)
         closure = [cell.cell_contents if _filled(cell) else {"$empty_cell": True}
                    for cell in function.__closure__ or ()]
         described: dict[str, Any] = {

@@ -9,8 +9,10 @@ from otel_execaudit import (
     AdapterRegistry,
     ConfigurationError,
     ExecutionGuard,
+    ExecutionLimitsGuard,
     Executor,
     GuardDeniedError,
+    LedgerWriteError,
     PlanError,
     Severity,
     execution,
@@ -353,3 +355,290 @@ def test_a_code_first_failure_is_redacted_in_the_result(execaudit_capture):
 def test_a_guard_timeout_must_be_a_positive_number(timeout):
     with pytest.raises(ConfigurationError, match="guard_timeout"):
         Executor(guard_timeout=timeout)
+
+
+# -- a second review: nested code-first runs, exact pinning, interruptions -------------------------
+
+def terminal_codes(capture) -> list[str | None]:
+    return [attributes.get("error_code") for name, attributes in capture.events()
+            if name == "execaudit.action.terminal"]
+
+
+def test_nested_code_first_actions_are_counted_each(execaudit_capture):
+    placed: list = []
+
+    @step("order", side_effects=["network"], consumes={"orders": 1})
+    def order(number):
+        placed.append(number)
+
+    @plan("leg", mode="LIVE")
+    def leg(number):
+        order(number)
+
+    def two_legs():
+        leg(1)
+        leg(2)  # the same step index in its own execution: still a second order
+
+    executor = Executor(guards=[ExecutionLimitsGuard(max_orders_per_day=2)])
+    assert executor.run(two_legs, client_id=1, **LIVE).is_success() and placed == [1, 2]
+    assert LimitCounters(execaudit_capture.runtime.ledger).usage("client:1")["orders"] == 2
+    assert executor.run(two_legs, client_id=1, **LIVE).is_blocked() and placed == [1, 2]
+
+
+def test_a_nested_code_first_step_beyond_its_declaration_is_a_violation(execaudit_capture):
+    from otel_execaudit import current_step
+
+    @step("read")
+    def read():
+        return 1
+
+    @step("order", side_effects=["network"])
+    def order():
+        current_step().side_effect("file_system", "wrote a file")
+
+    @plan("leg", mode="LIVE")
+    def leg():
+        read()  # the nested execution's own step 0 ...
+        order()  # ... and step 1, recorded in that execution, not the run's
+
+    result = Executor().run(lambda: (read(), leg()), client_id=1, **LIVE)
+    assert result.status is ResultStatus.FAILED
+    assert result.actions[-1].violations == ("undeclared file_system side effect: wrote a file",)
+
+
+def test_a_code_first_replay_at_the_limit_is_a_replay_not_a_block(execaudit_capture):
+    placed: list = []
+
+    @step("order", side_effects=["network"], consumes={"orders": 1})
+    def order():
+        placed.append(1)
+
+    executor = Executor(guards=[ExecutionLimitsGuard(max_orders_per_day=1)])
+    assert executor.run(order, client_id=1, execution_id="retry-1", **LIVE).is_success()
+    again = executor.run(order, client_id=1, execution_id="retry-1", **LIVE)
+    assert again.is_success() and placed == [1, 1]  # the venue sees the same key twice
+    assert LimitCounters(execaudit_capture.runtime.ledger).usage("client:1")["orders"] == 1
+
+
+def pinned(function, *arguments, **keywords) -> str:
+    return Executor().plan_hash(function, client_id=1, arguments=arguments, keywords=keywords)
+
+
+@step("pay", side_effects=["network"])
+def pay_step(amount, note=""):
+    return amount
+
+
+def test_code_first_arguments_are_hashed_exactly_not_as_recorded():
+    def payout(amount, note=""):
+        return pay_step(amount, note)
+
+    long_note = "x" * 5000
+    assert pinned(payout, 1, note=long_note) != pinned(payout, 1, note=long_note + "y")
+    assert pinned(payout, 1, password="a") != pinned(payout, 1, password="b")
+    assert pinned(payout, [0] * 100) != pinned(payout, [0] * 100 + [1])
+    assert pinned(payout, 1) == pinned(payout, 1)
+
+
+def test_what_a_code_first_plan_closes_over_is_pinned():
+    import functools
+
+    def make(amount):
+        def payout():
+            return pay_step(amount)
+        return payout
+
+    assert pinned(make(1)) != pinned(make(1_000_000))
+
+    def payout(amount):
+        return pay_step(amount)
+
+    assert pinned(functools.partial(payout, 1)) != pinned(functools.partial(payout, 2))
+
+    class Payout:
+        def __init__(self, amount):
+            self.amount = amount
+
+        def __call__(self):
+            return pay_step(self.amount)
+
+        def run(self):
+            return pay_step(self.amount)
+
+    assert pinned(Payout(1)) != pinned(Payout(2))
+    assert pinned(Payout(1).run) != pinned(Payout(2).run)
+
+    def with_default(amount=1):
+        return pay_step(amount)
+
+    other = with_default.__code__
+    assert pinned(with_default) == pinned(with_default)
+    with_default.__defaults__ = (2,)
+    assert with_default.__code__ is other and pinned(with_default) != pinned(make(1))
+
+
+def test_a_code_first_plan_without_source_is_pinned_by_its_code():
+    def compiled(amount: int):
+        namespace: dict = {"pay_step": pay_step}
+        exec(compile(f"def payout():\n    return pay_step({amount})\n", "<generated>", "exec"),
+             namespace)
+        return namespace["payout"]
+
+    assert pinned(compiled(1)) != pinned(compiled(2))  # same bytecode, other constants
+
+
+def test_steps_in_another_module_are_pinned(tmp_path, monkeypatch):
+    import importlib
+    import os
+    import sys
+
+    module = tmp_path / "venue_steps.py"
+    module.write_text("def price():\n    return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    venue_steps = importlib.import_module("venue_steps")
+    try:
+        def quote():
+            return venue_steps.price() + helper()
+
+        def helper():
+            return price()
+
+        price = venue_steps.price
+        before = pinned(quote)
+        module.write_text("def price():\n    return 1_000_000\n")
+        os.utime(module, ns=(1, 1))  # another stamp, whatever the clock's resolution
+        assert pinned(quote) != before
+    finally:
+        sys.modules.pop("venue_steps", None)
+
+
+def test_a_plan_that_cannot_be_pinned_says_so_and_runs_unpinned(execaudit_capture):
+    import threading
+
+    lock = threading.Lock()
+
+    def guarded():
+        with lock:
+            return pay_step(1)
+
+    with pytest.raises(PlanError, match="cannot cover .*_thread.lock"):
+        Executor().plan_hash(guarded, client_id=1)
+    dry = Executor().run(guarded, client_id=1)
+    assert dry.is_success() and dry.plan_hash is None
+    with pytest.raises(PlanError, match="cannot cover"):
+        Executor(require_plan_hash=True).run(guarded, client_id=1, **LIVE)
+    cyclic: list = []
+    cyclic.append(cyclic)
+    with pytest.raises(PlanError, match="contains itself"):
+        pinned(guarded.__call__ and (lambda: pay_step(cyclic)))
+
+
+def test_an_execution_id_that_would_be_cut_is_refused(execaudit_capture):
+    with pytest.raises(ConfigurationError, match="execution_id"):
+        Executor().run(pay_plan(), client_id=1, execution_id="r" * 300)
+    with pytest.raises(ConfigurationError, match="execution_id"):
+        Executor().run(pay_plan(), client_id=1, execution_id="run 1; drop")
+    assert execaudit_capture.fields() == []  # refused before anything was recorded
+
+
+def test_a_preflight_that_cannot_be_recorded_still_ends_every_path(execaudit_capture,
+                                                                    monkeypatch):
+    from otel_execaudit.observer import ExecutionObserver
+
+    def unwritable(*arguments, **keywords):
+        raise LedgerWriteError("disk full")
+
+    monkeypatch.setattr(ExecutionObserver, "record_guard", unwritable)
+    two_steps = pay_plan()
+    two_steps["steps"].append({**two_steps["steps"][0], "name": "pay again"})
+    with pytest.raises(LedgerWriteError):
+        Executor().run(two_steps, client_id=1, **LIVE)
+    assert terminal_codes(execaudit_capture) == ["internal_error", "internal_error"]
+
+
+def test_an_interrupted_code_first_gate_fails_the_run_even_if_the_plan_catches_it(
+        execaudit_capture, monkeypatch):
+    paid: list = []
+
+    @step("pay", side_effects=["network"], consumes={"orders": 1})
+    def pay():
+        paid.append(1)
+
+    def careless():
+        try:
+            pay()
+        except LedgerWriteError:
+            pass
+        return "done"
+
+    def unwritable(*arguments, **keywords):
+        raise LedgerWriteError("disk full")
+
+    monkeypatch.setattr(LimitCounters, "consume", unwritable)
+    result = Executor().run(careless, client_id=1, **LIVE)
+    assert result.status is ResultStatus.FAILED and "disk full" in result.error
+    assert paid == [] and terminal_codes(execaudit_capture) == ["internal_error"]
+
+
+def test_params_are_bounded_per_plan_not_per_step(tmp_path):
+    from otel_execaudit.plans import load_plan
+
+    bomb = tmp_path / "bomb.yaml"
+    lines = ["plan_id: bomb", "a: &a [0, 0, 0, 0, 0, 0, 0, 0, 0, 0]",
+             "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]",
+             "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]", "steps:"]
+    lines += [f"  - {{name: s{number}, action_type: noop, params: {{v: *c}}}}"
+              for number in range(150)]  # 1,111 values a step, 166,650 in the plan
+    bomb.write_text("\n".join(lines))
+    with pytest.raises(PlanError, match="unknown field|too large"):
+        load_plan(bomb)
+    with pytest.raises(PlanError, match="at most"):
+        load_plan({"plan_id": "long", "steps": [{"name": f"s{number}", "action_type": "noop"}
+                                                for number in range(10_001)]})
+
+
+def test_hostile_inputs_get_the_package_errors(execaudit_capture):
+    executor = Executor()
+    with pytest.raises(ConfigurationError, match="DRY_RUN"):
+        executor.run(pay_plan(), client_id=1, mode="bogus")
+    with pytest.raises(PlanError, match="cannot run a int"):
+        executor.run(123, client_id=1)
+    with pytest.raises(PlanError, match="mapping"):
+        executor.run_action(["pay"], client_id=1)
+    with pytest.raises(ConfigurationError, match="arguments"):
+        executor.run(lambda amount: amount, client_id=1, arguments=5)
+    with pytest.raises(ConfigurationError, match="keywords"):
+        executor.run(lambda amount: amount, client_id=1, keywords=[("amount", 1)])
+    with pytest.raises(PlanError, match="lone surrogate"):
+        executor.run(pay_plan(params={"memo": "\ud800"}), client_id=1)
+    with pytest.raises(PlanError, match="not an identifier") as refused:
+        executor.run({"plan_id": "p", "steps": [{"name": "s", "action_type": "tok=9f8a7b"}]})
+    assert "9f8a7b" not in str(refused.value)
+    assert execaudit_capture.fields() == []
+
+
+def test_an_outcome_must_say_true_or_false_and_codes_are_not_tokens(execaudit_capture):
+    registry = AdapterRegistry()
+    registry.adapter("pay")(lambda context: ActionOutcome("yes"))
+    result = Executor(adapters=registry).run(pay_plan(), client_id=1, **LIVE)
+    assert result.status is ResultStatus.FAILED and result.actions[0].error_code == "invalid_output"
+    registry = AdapterRegistry()
+    registry.adapter("pay")(lambda context: ActionOutcome.failure("tok_9f8a7b6c5d4e3f2a"))
+    result = Executor(adapters=registry).run(pay_plan(), client_id=2, **LIVE)
+    assert result.actions[0].error_code == "adapter_failure"
+    assert "9f8a7b6c5d4e3f2a" not in str(execaudit_capture.events())
+
+
+def test_a_guard_with_a_broken_name_still_runs_and_denies(execaudit_capture):
+    class Broken:
+        severity = Severity.DENY
+
+        @property
+        def name(self):
+            raise RuntimeError("no name")
+
+        def check(self, context):
+            return ExecutionGuard("Broken", False, "never today")
+
+    result = Executor(guards=[Broken()]).run(pay_plan(), client_id=1, **LIVE)
+    assert result.is_blocked() and "Broken" in result.error
