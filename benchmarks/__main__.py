@@ -5,7 +5,7 @@ import runpy
 import sys
 
 status = 0
-for name in ("bench_overhead", "bench_exit", "bench_ledger"):
+for name in ("bench_overhead", "bench_exit", "bench_ledger", "bench_executor"):
     print(f"\n== benchmarks.{name}", flush=True)
     sys.argv = [name]
     try:

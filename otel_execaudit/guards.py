@@ -14,9 +14,12 @@ A guard that raises, times out or returns something else counts as deny: guards 
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import enum
 import math
+import os
+import queue
 import threading
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping, Protocol, runtime_checkable
@@ -311,18 +314,7 @@ def _run_one(guard: Guard, context: GuardContext,
         severity = Severity(getattr(guard, "severity", Severity.DENY))
     except Exception:  # noqa: BLE001 - no readable severity: the strictest
         severity = Severity.DENY
-    outcome: list[Any] = []
-    run_in = contextvars.copy_context()  # the guard sees the caller's span and context
-
-    def run() -> None:
-        try:
-            outcome.append(run_in.run(guard.check, context))
-        except BaseException as error:  # noqa: BLE001 - fail closed on anything
-            outcome.append(error)
-
-    worker = threading.Thread(target=run, name=f"execaudit-guard-{name}", daemon=True)
-    worker.start()
-    worker.join(timeout)
+    outcome = _call_bounded(guard.check, context, timeout)
     if not outcome:
         return ExecutionGuard(name, False, f"Guard did not answer within {timeout:g} s; "
                               "denied (guards fail closed)", {"timeout": timeout}), None
@@ -347,6 +339,52 @@ def _run_one(guard: Guard, context: GuardContext,
     except Exception as error:  # noqa: BLE001 - e.g. cyclic details
         return ExecutionGuard(name, False, f"Guard returned an unreadable verdict "
                               f"({type(error).__name__}); denied (guards fail closed)"), None
+
+
+class _Worker:
+    """A daemon thread that runs guard checks one after another. A check that overruns its
+    timeout is abandoned with its worker; the worker serves others again only once the check
+    returns, so a hung guard costs one thread, never the other guards' answers."""
+
+    idle: collections.deque[_Worker] = collections.deque()
+    MAX_IDLE = 8
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        threading.Thread(target=self.serve, name="execaudit-guard", daemon=True).start()
+
+    def serve(self) -> None:
+        while True:
+            self.jobs.get()()  # a job never raises
+            if len(_Worker.idle) >= _Worker.MAX_IDLE:
+                return
+            _Worker.idle.append(self)
+
+
+# A forked child has none of its parent's threads: it starts its own workers.
+os.register_at_fork(after_in_child=_Worker.idle.clear)
+
+
+def _call_bounded(check: Callable[[GuardContext], Any], context: GuardContext,
+                  timeout: float) -> list[Any]:
+    """``[result]`` or ``[exception]`` of ``check(context)``, or ``[]`` past ``timeout``."""
+    outcome: list[Any] = []
+    done = threading.Event()
+    run_in = contextvars.copy_context()  # the guard sees the caller's span and context
+
+    def job() -> None:
+        try:
+            outcome.append(run_in.run(check, context))
+        except BaseException as error:  # noqa: BLE001 - fail closed on anything
+            outcome.append(error)
+        done.set()
+
+    try:
+        worker = _Worker.idle.pop()
+    except IndexError:
+        worker = _Worker()
+    worker.jobs.put(job)
+    return outcome if done.wait(timeout) else []
 
 
 def _number(value: float) -> str:

@@ -1,5 +1,6 @@
 """The safety checks, as the seed's tables have them, and ``evaluate`` failing closed."""
 
+import os
 import threading
 
 import pytest
@@ -318,6 +319,28 @@ def test_a_guard_that_hangs_is_denied_after_the_timeout(release):
     assert "did not answer within 0.2 s" in verdicts[0].message
     assert verdicts[1].decision == "allow"  # the guards after it still ran
     assert seen == ["Hanging", "after"]
+
+
+def test_hung_guards_never_cost_later_guards_their_answer(release):
+    hung = evaluate([Hanging(release) for _ in range(12)], context(), timeout=0.05)
+    assert [verdict.decision for verdict in hung] == ["deny"] * 12
+    verdict, = evaluate([Fixed("after", True)], context(), timeout=5)
+    assert verdict.decision == "allow"
+    release.set()  # the abandoned checks return now: nobody is told their stale answer
+    verdicts = evaluate([Fixed(f"guard-{index}", False) for index in range(20)], context())
+    assert [verdict.name for verdict in verdicts] == [f"guard-{index}" for index in range(20)]
+    assert {verdict.decision for verdict in verdicts} == {"deny"}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_guards_run_in_a_forked_child():
+    evaluate([Fixed("parent", True)], context())  # the parent has an idle worker now
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's verdict is its exit status
+        verdict, = evaluate([Fixed("child", True)], context(), timeout=2)
+        os._exit(0 if verdict.decision == "allow" else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_a_warn_guard_that_hangs_still_denies(release):
