@@ -22,8 +22,8 @@ acknowledged, every guard run and reported, any deny blocking before a single si
 Read on in: ``instrument`` (context managers and decorators), ``observer`` (the recorder),
 ``records`` (the immutable record), ``ledger`` and ``verify`` (the hash chain), ``telemetry``
 (fail-safe export), ``redaction`` (what may be recorded), ``runtime`` (``configure``);
-``executor`` with ``plans``, ``adapters``, ``guards``, ``limits``, ``pinning``, ``results``
-and ``terminal`` (the guarded executor), ``acting`` (code-first steps that act).
+``executor`` with ``plan_run``, ``plans``, ``adapters``, ``guards``, ``limits``, ``pinning``,
+``results`` and ``terminal`` (the guarded executor), ``acting`` (code-first steps that act).
 """
 
 from otel_execaudit.adapters import ActionContext, ActionOutcome, AdapterRegistry, adapter

@@ -27,16 +27,19 @@ import contextvars
 import functools
 import inspect
 import itertools
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol
 
 from otel_execaudit import terminal
 from otel_execaudit.errors import ConfigurationError, GuardDeniedError
-from otel_execaudit.executor import Executor, PlanRun
 from otel_execaudit.observer import describe_failure, is_cancellation
 from otel_execaudit.pinning import function_plan_hash, qualified_name
+from otel_execaudit.plan_run import PlanRun
 from otel_execaudit.plans import Plan, PlanStep, _amounts, declared_effects
 from otel_execaudit.records import ExecutionMode
 from otel_execaudit.results import ResultStatus
+
+if TYPE_CHECKING:
+    from otel_execaudit.executor import Executor
 
 __all__ = ["ActionGate", "FunctionRun", "acting", "gate"]
 

@@ -24,11 +24,9 @@ ends with exactly one terminal event::
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import re
-from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping
 
@@ -36,40 +34,16 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from otel_execaudit import terminal
-from otel_execaudit.adapters import (
-    ActionContext,
-    ActionOutcome,
-    Adapter,
-    AdapterRegistry,
-    default_registry,
-    error_code,
-)
-from otel_execaudit.canonical import canonical_bytes
-from otel_execaudit.errors import ConfigurationError, PlanError, SecurityEscalationError
-from otel_execaudit.guards import (
-    DEFAULT_GUARD_TIMEOUT,
-    AcknowledgementGuard,
-    ExecutionGuard,
-    ExecutionLimitsGuard,
-    Guard,
-    GuardContext,
-    PlanPinGuard,
-    evaluate,
-)
+from otel_execaudit.acting import FunctionRun, gate
+from otel_execaudit.adapters import AdapterRegistry, default_registry
+from otel_execaudit.errors import ConfigurationError, PlanError
+from otel_execaudit.guards import DEFAULT_GUARD_TIMEOUT, AcknowledgementGuard, Guard
 from otel_execaudit.guards import default_guards as seed_guards
 from otel_execaudit.instrument import execution
-from otel_execaudit.limits import Consumption, LimitCounters
-from otel_execaudit.observer import (
-    ExecutionObserver,
-    StepHandle,
-    describe_failure,
-    is_cancellation,
-    printable,
-)
-from otel_execaudit.pinning import plan_hash
-from otel_execaudit.plans import Plan, PlanStep, load_plan
-from otel_execaudit.records import ExecutionMode, SideEffect, timestamp_now
-from otel_execaudit.results import ActionRecord, ExecutionResult, ResultStatus
+from otel_execaudit.plan_run import PlanRun
+from otel_execaudit.plans import Plan, load_plan
+from otel_execaudit.records import ExecutionMode
+from otel_execaudit.results import ExecutionResult, ResultStatus
 from otel_execaudit.runtime import get_runtime
 
 __all__ = ["Executor", "execute_plan"]
@@ -138,8 +112,6 @@ class Executor:
                  strategy_id: str | int | None, validated: bool, validation_passed: bool,
                  acknowledge_risk: bool, expected_hash: str | None, execution_id: str | None,
                  arguments: tuple[Any, ...], keywords: Mapping[str, Any] | None) -> PlanRun:
-        from otel_execaudit.acting import gate
-
         if execution_id is not None and (
                 not isinstance(execution_id, str) or not _EXECUTION_ID.fullmatch(execution_id)):
             raise ConfigurationError(
@@ -158,8 +130,6 @@ class Executor:
         options = (mode, client_id, None if strategy_id is None else str(strategy_id),
                    validated, validation_passed, acknowledge_risk, expected_hash, execution_id)
         if callable(plan) and not isinstance(plan, (Plan, Mapping)):
-            from otel_execaudit.acting import FunctionRun
-
             return FunctionRun(self, plan, tuple(arguments), dict(keywords or {}), *options)
         if tuple(arguments) or keywords:
             raise ConfigurationError("arguments and keywords are for code-first plan "
@@ -242,363 +212,3 @@ def execute_plan(plan: PlanSource, **options: Any) -> ExecutionResult:
     Example: ``execute_plan("plan.yaml", client_id=1)`` is a dry run.
     """
     return Executor().run(plan, **options)
-
-
-class PlanRun:
-    """One run of one plan: the state its steps share, and the steps' life cycle."""
-
-    def __init__(self, executor: Executor, plan: Plan, mode: ExecutionMode, client_id: Any,
-                 strategy_id: str | None, validated: bool, validation_passed: bool,
-                 acknowledge_risk: bool, expected_hash: str | None,
-                 execution_id: str | None) -> None:
-        self.executor, self.plan, self.mode = executor, plan, mode
-        self.adapters = executor.adapters
-        self.redactor = get_runtime().redactor
-        pinning = expected_hash is not None or executor.require_plan_hash
-        self.guards = executor.guards + ([PlanPinGuard(required=executor.require_plan_hash)]
-                                         if pinning else [])
-        self.counters = LimitCounters(get_runtime().ledger)
-        self.context = GuardContext(
-            plan=plan, mode=mode, client_id=client_id, strategy_id=strategy_id,
-            validated=validated, validation_passed=validation_passed,
-            acknowledge_risk=acknowledge_risk, expected_plan_hash=expected_hash,
-            usage=lambda: self.counters.usage(self.context.scope))
-        try:
-            self.hash: str | None = self._hash()
-        except PlanError:  # something the plan depends on has no exact form
-            if pinning:
-                raise
-            self.hash = None
-        self.context = replace(self.context, plan_hash=self.hash)
-        self.execution_id = execution_id
-        self.cause: BaseException | None = None  # the exception that failed the run, if any
-        self.value: Any = None  # what a code-first plan function returned
-        self.verdicts: list[ExecutionGuard] = []
-        self.actions: list[ActionRecord] = []
-        self.error: str | None = None
-        self.status = ResultStatus.SUCCESS
-        self.observer: ExecutionObserver | None = None
-        self._emitted = False  # whether the current action path has its terminal event
-
-    @property
-    def subject(self) -> dict[str, Any]:
-        """Whose run, and under which executor settings: part of the plan hash."""
-        return {"client_id": self.context.client_id, "strategy_id": self.context.strategy_id,
-                "guard_timeout": self.executor.guard_timeout,
-                "require_plan_hash": self.executor.require_plan_hash}
-
-    def _hash(self) -> str:
-        return plan_hash(self.plan, guards=self.executor.guards, adapters=self.adapters,
-                         subject=self.subject)
-
-    # -- the run -----------------------------------------------------------------------------
-
-    def execute(self) -> ExecutionResult:
-        executed_at = datetime.now(timezone.utc)
-        metadata = {"plan_id": self.plan.plan_id, "client_id": self.context.client_id,
-                    "strategy_id": self.context.strategy_id, "mode": self.mode.value,
-                    "plan_hash": self.hash}
-        with execution(self.plan.plan_id, execution_id=self.execution_id, mode=self.mode,
-                       details=metadata, security=self.executor.security) as run:
-            self.observer = observer = run.observer
-            assert observer is not None
-            self._steps()
-            if not observer.ended:
-                if self.status is ResultStatus.BLOCKED:
-                    observer.mark_blocked(self.error)
-                elif self.status is ResultStatus.FAILED:
-                    observer.mark_failed(self.cause or self.error)
-        metadata.update(execution_id=observer.execution_id, trace_id=observer.trace_id,
-                        ledger=str(observer.ledger.path))
-        return ExecutionResult(self.status, self.mode, tuple(self.verdicts), tuple(self.actions),
-                               metadata, executed_at, self.error, self.value)
-
-    def _guarded_preflight(self, planned: Iterable[PlanStep]) -> bool:
-        """The preflight; when it denies, or is interrupted (a cancellation, a ledger that
-        cannot be written), each planned action's path ends here with its terminal event."""
-        try:
-            allowed = self._preflight()
-        except BaseException as error:
-            self._end_paths(planned, terminal.CANCELLED if is_cancellation(error)
-                            else terminal.INTERNAL_ERROR)
-            raise
-        if not allowed:
-            self._end_paths(planned, terminal.GUARD_DENIED)
-        return allowed
-
-    def _end_paths(self, steps: Iterable[PlanStep], code: str) -> None:
-        for step in steps:
-            self._emit(step, self._adapter_name(step), code)
-
-    def _preflight(self) -> bool:
-        """Every guard, before anything runs; False (and BLOCKED) if any denies."""
-        keys = {step.name: self._key(index, step) for index, step in enumerate(self.plan.steps)
-                if step.consumption}
-        consumed = self.counters.consumed(keys.values(), self.context.scope)
-        self.context = replace(self.context, replayed=frozenset(
-            name for name, key in keys.items() if key in consumed))
-        self.verdicts = self._check_guards(self.context, "preflight", None)
-        denied = [verdict for verdict in self.verdicts if verdict.decision == "deny"]
-        if denied:
-            self.status = ResultStatus.BLOCKED
-            self.error = "blocked by " + ", ".join(verdict.name for verdict in denied)
-        return not denied
-
-    def _steps(self) -> None:
-        if not self._guarded_preflight(self.plan.steps):
-            return
-        for index, step in enumerate(self.plan.steps):
-            self._emitted = False
-            try:
-                if self.status is not ResultStatus.SUCCESS:
-                    self._emit(step, self._adapter_name(step), terminal.SKIPPED)
-                    continue
-                self._step(index, step)
-            except SecurityEscalationError as error:  # the recorder ended it INCOMPLETE
-                self.status, self.error = ResultStatus.FAILED, str(error)
-                self._emit(step, self._adapter_name(step), terminal.SECURITY_ESCALATION)
-            except BaseException as error:  # the run stops; the path still gets its event
-                if not self._emitted:
-                    self._emit(step, self._adapter_name(step), terminal.CANCELLED
-                               if is_cancellation(error) else terminal.INTERNAL_ERROR)
-                raise
-
-    def _step(self, index: int, step: PlanStep) -> None:
-        observer = self.observer
-        assert observer is not None
-        adapter = self.adapters.get(step.action_type)
-        simulated = step.acts and self.mode is ExecutionMode.DRY_RUN
-        kind = "READ" if not step.acts else ("SIMULATED" if simulated else "LIVE")
-        handle = observer.start_step(step.name, {
-            "action_type": step.action_type, "params": dict(step.params), "type": kind,
-            "adapter": adapter.name if adapter else None}, index=index)
-        for effect in step.side_effects:
-            observer.declare_side_effect(effect.category, effect.description or step.name,
-                                         effect.reversible, step_index=index)
-        if adapter is None:
-            self._fail(handle, index, step, None, kind, terminal.UNSUPPORTED_ACTION_TYPE,
-                       f"no adapter for action_type {step.action_type!r}; register one with "
-                       f"@adapter({step.action_type!r}) or pass --adapters MODULE")
-            return
-        observed: list[SideEffect] = []
-        context = self._action_context(handle, index, step, observed)
-        if simulated:
-            self._simulate(handle, index, step, adapter, context)
-            return
-        # LIVE: an action, or a read that counts against limits, passes the guards again.
-        if self.mode is ExecutionMode.LIVE and (step.acts or step.consumes) \
-                and not self._recheck(handle, index, step, adapter.name):
-            return
-        self._perform(handle, index, step, adapter, context, kind, observed)
-
-    def _simulate(self, handle: StepHandle, index: int, step: PlanStep, adapter: Adapter,
-                  context: ActionContext) -> None:
-        description = self.simulation(step, adapter.simulator, (context,), {})
-        handle.event("simulated", {"would": description})
-        handle.complete({"simulated": True, "would": description})
-        self.record_simulated(index, step, adapter.name, description)
-
-    def simulation(self, step: PlanStep, simulator: Callable[..., Any] | None,
-                   arguments: tuple[Any, ...], keywords: Mapping[str, Any]) -> str:
-        """What a simulated step would do: its simulator's words, else its declaration."""
-        description = step.describe()
-        if simulator is not None:
-            try:
-                description = printable(simulator(*arguments, **keywords))
-            except Exception as error:  # noqa: BLE001 - a simulator's bug is not the plan's
-                description = f"{description} (simulator raised {type(error).__name__})"
-        return description
-
-    def record_simulated(self, index: int, step: PlanStep, adapter: str | None,
-                         description: str) -> None:
-        self.actions.append(self._action(index, step, adapter, "SIMULATED", "success",
-                                         f"would {description}",
-                                         "Simulated successfully (nothing was performed)"))
-        self._emit(step, adapter, None)
-
-    def _recheck(self, handle: StepHandle, index: int, step: PlanStep, adapter: str,
-                 key: str | None = None) -> bool:
-        """Just before a LIVE action: every guard again, then the limits consumed atomically
-        under ``key`` (the step's idempotency key by default)."""
-        key = key or self._key(index, step)
-        context = replace(self.context, step=step)
-        if step.consumption and step.name not in context.replayed \
-                and key in self.counters.consumed([key], context.scope):
-            context = replace(context, replayed=context.replayed | {step.name})
-        verdicts = self._check_guards(context, "recheck", handle)
-        self.verdicts.extend(verdict for verdict in verdicts if verdict.decision != "allow")
-        denied = [verdict.name for verdict in verdicts if verdict.decision == "deny"]
-        consumption = None if denied else self._consume(handle, index, step, context, key)
-        if consumption is not None and not consumption.allowed:
-            refusal = ExecutionGuard("ExecutionLimits", False, consumption.reason,
-                                     stage="recheck")
-            self.verdicts.append(refusal)
-            denied.append(refusal.name)
-        if not denied:
-            return True
-        reason = "blocked by " + ", ".join(denied)
-        handle.cancel(reason)
-        self.actions.append(self._action(index, step, adapter, "NOT_RUN", "blocked",
-                                         step.describe(), reason))
-        self.status, self.error = ResultStatus.BLOCKED, reason
-        self._emit(step, adapter, terminal.GUARD_DENIED)
-        return False
-
-    def _consume(self, handle: StepHandle, index: int, step: PlanStep,
-                 context: GuardContext, key: str) -> Consumption | None:
-        amounts = step.consumption
-        if not amounts:
-            return None
-        maxima: dict[str, float] = {}
-        for guard in self.guards:  # several limit guards: the strictest maximum of each counter
-            if isinstance(guard, ExecutionLimitsGuard):
-                for name, maximum in guard.maxima(context).items():
-                    maxima[name] = min(maximum, maxima.get(name, maximum))
-        observer = self.observer
-        assert observer is not None
-        return self.counters.consume(key, context.scope, amounts, maxima,
-                                     lambda data: {
-            "kind": "limits.consumed", "ts": timestamp_now(),
-            "execution_id": observer.execution_id, "plan_id": observer.plan_id,
-            "trace_id": handle.trace_id, "span_id": handle.span_id,
-            "data": {"step_index": index, **data}}, content=self._content(step))
-
-    def _content(self, step: PlanStep) -> str:
-        """What a replay must repeat to be one: the plan, the action, its params and amounts."""
-        return hashlib.sha256(canonical_bytes({
-            "plan_id": self.plan.plan_id, "action_type": step.action_type,
-            "params": self.redactor.clean(dict(step.params)),
-            "amounts": dict(step.consumption)})).hexdigest()
-
-    def _key(self, index: int, step: PlanStep) -> str:
-        """What makes a consumption a replay: the step's own key, else execution and index."""
-        observer = self.observer
-        assert observer is not None
-        return step.idempotency_key or f"{observer.execution_id}:{index}"
-
-    def _perform(self, handle: StepHandle, index: int, step: PlanStep, adapter: Adapter,
-                 context: ActionContext, kind: str, observed: list[SideEffect]) -> None:
-        token = otel_context.attach(handle.context)  # the adapter's own spans nest here
-        try:
-            outcome = self._outcome(adapter(context))
-        except Exception as error:  # noqa: BLE001 - recorded with its traceback; the run stops
-            self._fail(handle, index, step, adapter.name, kind, terminal.ADAPTER_EXCEPTION,
-                       error, violations=step.violations(observed))
-            return
-        except BaseException as error:  # cancelled: recorded, then it goes on up
-            handle.cancel(error)
-            self.actions.append(self._action(index, step, adapter.name, kind, "failed",
-                                             step.describe(), "cancelled"))
-            self._emit(step, adapter.name, terminal.CANCELLED)
-            raise
-        finally:
-            otel_context.detach(token)
-        if outcome is None:
-            self._fail(handle, index, step, adapter.name, kind, terminal.INVALID_OUTPUT,
-                       "adapter returned something other than an ActionOutcome, a mapping of "
-                       "result details, or None", violations=step.violations(observed))
-            return
-        violations = step.violations(observed)
-        if not outcome.ok:
-            code = error_code(outcome.error_code, terminal.ADAPTER_FAILURE)
-            self._fail(handle, index, step, adapter.name, kind, code, outcome.result,
-                       dict(outcome.details), violations)
-            return
-        if violations:
-            for text in violations:
-                handle.event("side_effect.violation", {"violation": text})
-            self._fail(handle, index, step, adapter.name, kind,
-                       terminal.UNDECLARED_SIDE_EFFECT, "; ".join(violations),
-                       dict(outcome.details), violations)
-            return
-        handle.complete(dict(outcome.details))
-        self.actions.append(self._action(index, step, adapter.name, kind, "success",
-                                         step.describe(), outcome.result or "Performed",
-                                         dict(outcome.details)))
-        self._emit(step, adapter.name, None)
-
-    def _outcome(self, output: Any) -> ActionOutcome | None:
-        if isinstance(output, ActionOutcome):  # ok must say True or False, nothing truthy
-            return output if type(output.ok) is bool else None
-        if output is None:
-            return ActionOutcome.success()
-        if isinstance(output, Mapping):  # cleaned first: cyclic or hostile values are bounded
-            return ActionOutcome(True, "", self.redactor.clean(dict(output)))
-        return None
-
-    # -- pieces ------------------------------------------------------------------------------
-
-    def _check_guards(self, context: GuardContext, stage: str,
-                      handle: StepHandle | None) -> list[ExecutionGuard]:
-        observer = self.observer
-        assert observer is not None
-
-        def record(guard: Guard, verdict: ExecutionGuard, error: BaseException | None) -> None:
-            data = verdict.to_dict()
-            del data["name"], data["decision"], data["stage"]
-            observer.record_guard(verdict.name, verdict.decision, data, stage=stage,
-                                  parent=handle, error=error)
-
-        verdicts = evaluate(self.guards, context, timeout=self.executor.guard_timeout,
-                            stage=stage, on_verdict=record)
-        # What reaches reports and --json is redacted like the ledger's copy.
-        return [replace(verdict, message=self.redactor.clean_text(verdict.message),
-                        details=self.redactor.clean(dict(verdict.details)))
-                for verdict in verdicts]
-
-    def _action_context(self, handle: StepHandle, index: int, step: PlanStep,
-                        observed: list[SideEffect]) -> ActionContext:
-        observer = self.observer
-        assert observer is not None
-        return ActionContext(
-            step=step, mode=self.mode, execution_id=observer.execution_id,
-            trace_id=observer.trace_id, client_id=self.context.client_id,
-            strategy_id=self.context.strategy_id, idempotency_key=self._key(index, step),
-            record_effect=lambda category, description, reversible, details: observed.append(
-                handle.side_effect(category, description, reversible, details)),
-            record_event=lambda name, details: handle.event(name, details))
-
-    def _fail(self, handle: StepHandle, index: int, step: PlanStep, adapter: str | None,
-              kind: str, code: str, error: BaseException | str,
-              details: Mapping[str, Any] | None = None,
-              violations: list[str] | None = None) -> None:
-        handle.fail(error, {"error_code": code, **(details or {})})
-        failure = describe_failure(self.redactor, error)  # as the ledger has it
-        message = (failure.message if isinstance(error, str)
-                   else f"{failure.error_type}: {failure.message}")
-        self.actions.append(self._action(index, step, adapter, kind, "failed", step.describe(),
-                                         message, details or {}, code, violations or []))
-        self.status, self.error = ResultStatus.FAILED, f"step {step.name!r} failed: {message}"
-        if isinstance(error, BaseException):
-            self.cause = error
-        self._emit(step, adapter, code)
-
-    def _action(self, index: int, step: PlanStep, adapter: str | None, kind: str, status: str,
-                description: str, result: str, details: Mapping[str, Any] | None = None,
-                code: str | None = None, violations: Iterable[str] = ()) -> ActionRecord:
-        clean = self.redactor.clean_text
-        return ActionRecord(
-            step_index=index, step=step.name, action_type=step.action_type, adapter=adapter,
-            type=kind, status=status, description=clean(description), result=clean(result),
-            details=self.redactor.clean(dict(details or {})), error_code=code,
-            violations=tuple(clean(text) for text in violations),
-            rollback=step.rollback.to_dict() if step.rollback else None)
-
-    def _emit(self, step: PlanStep, adapter: str | None, code: str | None) -> None:
-        self._emitted = True
-        observer = self.observer
-        trace_id = observer.trace_id if observer else None
-        if code is None:
-            event = terminal.TerminalEvent.success(trace_id, step.action_type, adapter,
-                                                   product=self.executor.product)
-        else:
-            event = terminal.TerminalEvent.failed(trace_id, step.action_type, adapter, code,
-                                                  product=self.executor.product)
-        record = None
-        if observer is not None and not observer.ended:
-            record = lambda kind, data: observer.record(kind, data, event=terminal.EVENT_NAME)
-        terminal.emit(event, record=record, telemetry=get_runtime().telemetry)
-
-    def _adapter_name(self, step: PlanStep) -> str | None:
-        adapter = self.adapters.get(step.action_type)
-        return adapter.name if adapter is not None else None
