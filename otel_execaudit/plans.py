@@ -22,6 +22,7 @@ import json
 import math
 import os
 import re
+import reprlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +35,19 @@ from otel_execaudit.records import SideEffectCategory, frozen, thawed
 
 __all__ = ["DeclaredEffect", "Plan", "PlanStep", "RollbackHint", "declared_effects", "load_plan"]
 
-DEFAULT_CONSUMPTION = {"actions": 1}
-ACTION_TYPE = re.compile(r"[A-Za-z0-9_.:/-]{1,128}")  # an identifier, as terminal events carry it  # what a step that acts counts against limits unless told
+DEFAULT_CONSUMPTION = {"actions": 1}  # what a step that acts counts against limits unless told
+ACTION_TYPE = re.compile(r"[A-Za-z0-9_.:/-]{1,128}")  # an identifier, as terminal events carry it
+MAX_STEPS = 10_000
+_PARAMS_BUDGET = 100_000  # values per plan: a plan is reviewed by people, not a data dump
+_PARAMS_DEPTH = 32
+# Amounts are summed as floats against limits. A float holds every integer below 2**53 (about
+# 9e15) exactly, as does a JCS number in the ledger; 1e15 leaves room for sums of several amounts.
+_MAX_AMOUNT = 1e15
+# Integers in params span 64 bits, signed or unsigned: enough for any id, count or nanosecond
+# timestamp a system sends. The ledger would record wider ones exactly (as decimal strings), but
+# Python cannot write an integer of more than 4300 digits as text at all, and an adapter handed a
+# 200-bit integer almost surely got a mistake; a number that big belongs in a string.
+_PARAMS_INT_LOW, _PARAMS_INT_HIGH = -2**63, 2**64 - 1
 
 
 @dataclass(frozen=True)
@@ -196,9 +208,27 @@ def _read_file(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as error:
         raise PlanError(f"{path}: cannot read the plan ({error}).") from None
     try:
-        return json.loads(text) if suffix == ".json" else yaml.safe_load(text)
+        return json.loads(text) if suffix == ".json" else _yaml(text, path)
+    except RecursionError:
+        # Both parsers recurse once per level; a plan this deep is a mistake or an attack.
+        raise PlanError(f"{path}: nested too deeply to read; params nest at most {_PARAMS_DEPTH} "
+                        "levels. Flatten the plan, or pass deep data by reference.") from None
     except (ValueError, yaml.YAMLError) as error:
         raise PlanError(f"{path}: not valid {suffix[1:].upper()}: {error}") from None
+
+
+def _yaml(text: str, path: Path) -> Any:
+    """``yaml.safe_load(text)``, with errors naming ``path`` rather than "<unicode string>".
+
+    Parsing the text already read (not the open file) keeps read errors apart from syntax errors
+    and keeps PyYAML's excerpt of the offending line, which it shows only for a string.
+    """
+    loader = yaml.SafeLoader(text)
+    loader.name = str(path)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def _plan_from_mapping(data: Any, *, where: str) -> Plan:
@@ -230,9 +260,16 @@ def _plan_from_mapping(data: Any, *, where: str) -> Plan:
     return Plan(
         plan_id=plan_id, steps=parsed,
         limits=_amounts(data.get("limits"), f"{where}: limits"),
-        strategies={_text(str(key), f"{where}: strategies"): _amounts(value, f"{where}: strategies.{key}")
-                    for key, value in strategies.items()},
-        description=_text(str(data.get("description") or ""), f"{where}: description"))
+        strategies=_strategies(strategies, where),
+        description=_text(data.get("description") or "", f"{where}: description"))
+
+
+def _strategies(data: Mapping[Any, Any], where: str) -> dict[str, dict[str, float]]:
+    chosen = {}
+    for key, value in data.items():
+        strategy_id = _text(key, f"{where}: strategy id")  # YAML reads `42:` as a number
+        chosen[strategy_id] = _amounts(value, f"{where}: strategies.{strategy_id}")
+    return chosen
 
 
 _STEP_FIELDS = {"name", "action_type", "params", "side_effects", "rollback", "consumes",
@@ -269,8 +306,8 @@ def _step(data: Any, number: int, where: str, budget: list[int]) -> PlanStep:
         side_effects=declared_effects(data.get("side_effects") or (), where),
         rollback=_rollback(data.get("rollback"), where),
         consumes=_amounts(data.get("consumes"), f"{where}: consumes"),
-        idempotency_key=None if key is None else _text(str(key), f"{where}: idempotency_key"),
-        description=_text(str(data.get("description") or ""), f"{where}: description"))
+        idempotency_key=None if key is None else _text(key, f"{where}: idempotency_key"),
+        description=_text(data.get("description") or "", f"{where}: description"))
 
 
 def declared_effects(items: Any, where: str) -> tuple[DeclaredEffect, ...]:
@@ -292,17 +329,18 @@ def _effect(data: Any, where: str) -> DeclaredEffect:
         raise PlanError(f"{where}: each side effect is a category name or a mapping with "
                         "category, reversible and description.")
     _refuse_unknown(data, {"category", "reversible", "description"}, f"{where}: side effect")
+    name = _text(data.get("category", ""), f"{where}: side effect category")
     try:
-        category = SideEffectCategory(str(data.get("category", "")).lower())
+        category = SideEffectCategory(name.lower())
     except ValueError:
         choices = ", ".join(member.value for member in SideEffectCategory)
-        raise PlanError(f"{where}: side effect category {data.get('category')!r} is unknown; "
-                        f"use one of {choices}.") from None
+        raise PlanError(f"{where}: side effect category {_shown(data.get('category'))} is "
+                        f"unknown; use one of {choices}.") from None
     reversible = data.get("reversible", True)
     if not isinstance(reversible, bool):
         raise PlanError(f"{where}: reversible must be true or false.")
     return DeclaredEffect(category, reversible,
-                          _text(str(data.get("description") or ""), f"{where}: side effect"))
+                          _text(data.get("description") or "", f"{where}: side effect"))
 
 
 def _rollback(data: Any, where: str) -> RollbackHint | None:
@@ -314,7 +352,7 @@ def _rollback(data: Any, where: str) -> RollbackHint | None:
         raise PlanError(f"{where}: rollback is a description or a mapping with description, "
                         "actions and risks.")
     _refuse_unknown(data, {"description", "actions", "risks"}, f"{where}: rollback")
-    return RollbackHint(_text(str(data.get("description") or ""), f"{where}: rollback"),
+    return RollbackHint(_text(data.get("description") or "", f"{where}: rollback"),
                         _texts(data.get("actions"), f"{where}: rollback.actions"),
                         _texts(data.get("risks"), f"{where}: rollback.risks"))
 
@@ -326,7 +364,7 @@ def _texts(data: Any, where: str) -> tuple[str, ...]:
         return (data,)
     if not isinstance(data, list):
         raise PlanError(f"{where} must be a list of strings.")
-    return tuple(_text(str(item), where) for item in data)
+    return tuple(_text(item, where) for item in data)
 
 
 def _amounts(data: Any, where: str) -> dict[str, float]:
@@ -337,16 +375,15 @@ def _amounts(data: Any, where: str) -> dict[str, float]:
                         'for example {"orders": 10, "notional": 100000}.')
     amounts = {}
     for name, value in data.items():
+        counter = _text(name, f"{where} counter name")
+        # Compared rather than passed to math.isfinite, which overflows on a huge int; NaN and
+        # the infinities fail the comparison too.
         if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not math.isfinite(value) or value < 0:
-            raise PlanError(f"{where}.{name} must be a finite number >= 0, not {value!r}.")
-        amounts[_text(str(name), where)] = value
+                or not 0 <= value <= _MAX_AMOUNT:
+            raise PlanError(f"{where}.{counter} must be a finite number >= 0 and at most "
+                            f"{_MAX_AMOUNT:.0e}, not {_shown(value)}.")
+        amounts[counter] = value
     return amounts
-
-
-MAX_STEPS = 10_000
-_PARAMS_BUDGET = 100_000  # values per plan: a plan is reviewed by people, not a data dump
-_PARAMS_DEPTH = 32
 
 
 def _check_json(value: Any, where: str, budget: list[int], depth: int = 0) -> None:
@@ -366,11 +403,16 @@ def _check_json(value: Any, where: str, budget: list[int], depth: int = 0) -> No
     if isinstance(value, (int, float)):
         if isinstance(value, float) and not math.isfinite(value):
             raise PlanError(f"{where} holds {value!r}; use a finite number.")
+        if isinstance(value, int) and not _PARAMS_INT_LOW <= value <= _PARAMS_INT_HIGH:
+            raise PlanError(f"{where} holds an integer wider than 64 bits (params take integers "
+                            "from -2**63 to 2**64 - 1); pass a number that big as a string, for "
+                            'example "123456789012345678901234567890".')
         return
     if isinstance(value, Mapping):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise PlanError(f"{where} has a key {key!r} that is not a string.")
+                raise PlanError(f"{where} has a key that is not a string ({_shown(key)}); "
+                                "quote it.")
             _text(key, f"{where} key")
             _check_json(item, f"{where}.{key}", budget, depth + 1)
         return
@@ -382,8 +424,17 @@ def _check_json(value: Any, where: str, budget: list[int], depth: int = 0) -> No
                     "string (for example a date as \"2026-11-22\").")
 
 
-def _text(value: str, where: str) -> str:
-    """``value``, if UTF-8 can hold it (a lone surrogate cannot be recorded or hashed)."""
+def _text(value: Any, where: str) -> str:
+    """``value`` as text, if UTF-8 can hold it (a lone surrogate cannot be recorded or hashed).
+
+    Non-strings are written as text, as YAML reads ``42`` or ``yes`` as other types.
+    """
+    if not isinstance(value, str):
+        try:
+            value = str(value)
+        except (ValueError, RecursionError):  # an int of over 4300 digits, a list nested deep
+            where = where if len(where) < 160 else where[:160] + "…"
+            raise PlanError(f"{where} cannot be written as text; give it as a string.") from None
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -399,7 +450,22 @@ def _refuse_repeated(what: str, values: list[str], where: str) -> None:
         raise PlanError(f"{where}: {what} must be unique; repeated: {repeated}.")
 
 
-def _refuse_unknown(data: Mapping[str, Any], known: set[str], where: str) -> None:
+def _shown(value: Any) -> str:
+    """``value`` as an error message quotes it: short, and never itself an error."""
+    if isinstance(value, int) and not -10**30 < value < 10**30:
+        return "an integer of more than 30 digits"  # repr refuses one of over 4300
+    try:
+        return reprlib.repr(value)
+    except Exception:  # a huge int inside a list, or an object whose repr is broken
+        return f"a {type(value).__name__}"
+
+
+def _refuse_unknown(data: Mapping[Any, Any], known: set[str], where: str) -> None:
+    kinds = sorted({type(key).__name__ for key in data if not isinstance(key, str)})
+    if kinds:  # checked first: sorting names of mixed types would fail
+        raise PlanError(f"{where}: field names must be strings, not {', '.join(kinds)}; quote "
+                        "the name (YAML reads 1, yes, on and null unquoted as other types). "
+                        f"Known fields are {sorted(known)}.")
     unknown = sorted(set(data) - known)
     if unknown:  # a typo in a safety-relevant field must not be silently ignored
         raise PlanError(f"{where}: unknown field(s) {unknown}; known fields are "

@@ -220,6 +220,68 @@ def test_nan_and_infinity_are_not_accepted_as_limits_or_amounts(field, value):
         load_plan(source)
 
 
+@pytest.mark.parametrize("field", ["consumes", "limits"])
+@pytest.mark.parametrize("value", [10 ** 400, 1e16], ids=["401 digits", "1e16"])
+def test_amounts_too_large_to_count_are_refused_naming_the_maximum(field, value):
+    source = ({**plan_with_step(), "limits": {"orders": value}} if field == "limits"
+              else plan_with_step(consumes={"orders": value}))
+    message = refused(source)
+    assert f"{field}.orders" in message and "at most 1e+15" in message
+    assert load_plan({**plan_with_step(consumes={"orders": 1e15}),
+                      "limits": {"orders": 10 ** 15}}).limits == {"orders": 10 ** 15}
+
+
+def test_a_huge_integer_literal_in_a_json_plan_is_refused_as_an_amount(tmp_path):
+    path = tmp_path / "plan.json"
+    path.write_text('{"plan_id": "p", "steps": [{"name": "s", "action_type": "a"}], '
+                    '"limits": {"notional": 1' + "0" * 400 + "}}", encoding="utf-8")
+    message = refused(path)
+    assert str(path) in message and "limits.notional" in message and "at most 1e+15" in message
+
+
+@pytest.mark.parametrize("value", [10 ** 5000, 2 ** 64, -2 ** 63 - 1],
+                         ids=["5001 digits", "2**64", "-2**63-1"])
+def test_params_integers_wider_than_64_bits_are_refused_asking_for_a_string(value):
+    message = refused(plan_with_step(params={"order_id": value}))
+    assert "params.order_id" in message and "wider than 64 bits" in message
+    assert "as a string" in message
+
+
+def test_params_integers_within_64_bits_load_and_can_be_recorded():
+    from otel_execaudit.canonical import canonical_bytes
+
+    plan = load_plan(plan_with_step(params={"high": 2 ** 64 - 1, "low": -2 ** 63}))
+    assert plan.steps[0].params == {"high": 2 ** 64 - 1, "low": -2 ** 63}
+    assert b'"high":"18446744073709551615"' in canonical_bytes(plan.to_dict())
+
+
+@pytest.mark.parametrize("source", [
+    {**plan_with_step(), 1: "x", "limit": {}},
+    {"plan_id": "p", "steps": [{"name": "s", "action_type": "a", None: 1, "side_efects": []}]},
+], ids=["plan", "step"])
+def test_field_names_that_are_not_strings_are_refused(source):
+    message = refused(source)
+    assert "field names must be strings" in message and "quote the name" in message
+    assert "known fields are" in message.lower()
+
+
+def test_a_yaml_key_read_as_a_boolean_is_refused_asking_to_quote_it(tmp_path):
+    path = tmp_path / "plan.yaml"
+    path.write_text("plan_id: p\nsteps:\n  - name: s\n    action_type: a\n"
+                    "    on: retry\n    descripton: typo\n", encoding="utf-8")
+    message = refused(path)
+    assert message.startswith(f"{path}: plan 'p', step 1 ('s'): field names must be strings, "
+                              "not bool")
+    assert "quote the name" in message
+
+
+def test_values_read_as_text_that_python_cannot_write_as_text_are_refused():
+    for source in (plan_with_step(idempotency_key=10 ** 5000),
+                   {**plan_with_step(), "strategies": {10 ** 5000: {"orders": 1}}},
+                   plan_with_step(consumes={10 ** 5000: 1})):
+        assert "cannot be written as text; give it as a string" in refused(source)
+
+
 def test_duplicate_step_names_are_refused_naming_the_name():
     message = refused({"plan_id": "p", "steps": [
         {"name": "buy", "action_type": "a"}, {"name": "sell", "action_type": "a"},
@@ -270,6 +332,26 @@ def test_invalid_yaml_is_refused_naming_the_file_and_the_line(tmp_path):
     path.write_text("plan_id: p\nsteps:\n  - name: [unclosed\n", encoding="utf-8")
     message = refused(path)
     assert str(path) in message and "not valid YAML" in message and "line" in message
+
+
+def test_invalid_yaml_names_the_file_at_each_position_not_a_string(tmp_path):
+    path = tmp_path / "plan.yaml"
+    path.write_text("plan_id: p\nsteps:\n  - name: [unclosed\n", encoding="utf-8")
+    message = refused(path)
+    assert f'in "{path}", line 3' in message and "<unicode string>" not in message
+    assert "[unclosed" in message  # the excerpt of the offending line is kept
+
+
+@pytest.mark.parametrize("suffix, text", [
+    (".json", "[" * 200_000 + "]" * 200_000),
+    (".yaml", "a: " + "[" * 20_000 + "]" * 20_000 + "\n"),
+], ids=["json", "yaml"])
+def test_a_plan_file_nested_too_deeply_is_refused_naming_the_file(tmp_path, suffix, text):
+    path = tmp_path / f"deep{suffix}"
+    path.write_text(text, encoding="utf-8")
+    message = refused(path)
+    assert str(path) in message and "nested too deeply" in message
+    assert "at most 32 levels" in message
 
 
 def test_invalid_json_is_refused_naming_the_file_and_the_line(tmp_path):
