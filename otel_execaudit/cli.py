@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import click
 from rich.console import Console
@@ -190,6 +192,42 @@ def render_record(console: Console, record: ExecutionRecord) -> None:
 # -- the executor ------------------------------------------------------------------------------
 
 EXIT_SUCCESS, EXIT_FAILED, EXIT_CHANGES_PENDING, EXIT_BLOCKED = 0, 1, 2, 3
+_EXPORTER_HELP = ("Where spans and events go. Default: otlp when OTEL_EXPORTER_OTLP_ENDPOINT or "
+                  "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set, else none. console writes them "
+                  "to stderr, so that stdout stays the report (or the JSON).")
+_ASCII_DIGITS = re.compile(r"[0-9]+")
+
+
+@contextmanager
+def _usage_errors_exit(code: int) -> Iterator[None]:
+    """Let a click usage error raised inside leave with ``code`` instead of click's 2."""
+    try:
+        yield
+    except click.UsageError as error:
+        error.exit_code = code
+        raise
+
+
+class ExecutorCommand(click.Command):
+    """``plan`` and ``execute``: their usage errors (an unknown option, a missing PLAN or one
+    that is a directory, a bad --exporter) exit 1, "failed or bad input".
+
+    Click's own 2 would read as --detailed-exitcode's "dry run with changes pending". Click
+    still prints the message and usage on stderr, and --help still exits 0.
+    """
+
+    usage_exit_code = EXIT_FAILED
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        """Parse ``args`` as click does; a usage error exits with :attr:`usage_exit_code`."""
+        with _usage_errors_exit(self.usage_exit_code):
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command as click does; a usage error exits with :attr:`usage_exit_code`."""
+        with _usage_errors_exit(self.usage_exit_code):
+            return super().invoke(ctx)
 
 
 def _executor_options(function: Any) -> Any:
@@ -197,46 +235,56 @@ def _executor_options(function: Any) -> Any:
         click.argument("plan_path", metavar="PLAN",
                        type=click.Path(dir_okay=False, path_type=Path)),
         click.option("--adapters", "adapter_modules", multiple=True, metavar="MODULE",
-                     help="Import this module (dotted name or .py path) for its @adapter "
-                          "functions. Repeatable."),
-        click.option("--client-id", help="Tenant id: a positive integer (required by the "
-                                         "TenantContext guard)."),
+                     help="Import this module (dotted name, importable from the current "
+                          "directory, or .py path) for its @adapter functions. Repeatable."),
+        click.option("--client-id", metavar="N",
+                     help="Tenant id: a positive integer (required by the TenantContext "
+                          "guard)."),
         click.option("--strategy-id", help="Strategy whose limits apply (the plan's "
                                            "strategies section)."),
         click.option("--json", "as_json", is_flag=True,
                      help="Print the result as JSON (format otel-execaudit.result/1)."),
         click.option("--detailed-exitcode", is_flag=True,
-                     help="Exit 0 success, 1 failed or error, 2 dry run with changes pending, "
-                          "3 blocked by a guard."),
+                     help="Exit 0 success, 1 failed or bad input, 2 dry run with changes "
+                          "pending, 3 blocked by a guard."),
         click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False, path_type=Path),
                      help="Ledger file (default: $EXECAUDIT_LEDGER or ./.execaudit/ledger.db)."),
         click.option("--exporter", type=click.Choice(["console", "otlp", "none"]), default=None,
-                     help="Where spans go. Default: otlp when OTEL_EXPORTER_OTLP_ENDPOINT is "
-                          "set, else none."),
+                     help=_EXPORTER_HELP),
     ]
     for option in reversed(options):
         function = option(function)
     return function
 
 
-@main.command("plan")
+@main.command("plan", cls=ExecutorCommand)
 @_executor_options
 def plan_command(plan_path: Path, adapter_modules: tuple[str, ...], client_id: str | None,
                  strategy_id: str | None, as_json: bool, detailed_exitcode: bool,
                  ledger_path: Path | None, exporter: str | None) -> None:
     """Dry-run PLAN: run every guard, simulate every step that would act, print the report
-    and the plan hash a pinned LIVE run must present (--plan-hash)."""
+    and the plan hash a pinned LIVE run must present (--plan-hash).
+
+    When LIVE would act and the dry run foresees nothing blocking it, also prints the
+    `execaudit execute` command that runs it LIVE, pinned. Exit 0 on success, 1 when blocked,
+    failed or given bad input; with --detailed-exitcode, 2 when changes are pending and 3
+    when blocked by a guard.
+    """
     _run_executor(plan_path, adapter_modules, as_json, detailed_exitcode, ledger_path,
                   exporter, client_id=client_id, strategy_id=strategy_id, mode="DRY_RUN",
                   hint=True)
 
 
-@main.command("execute")
+@main.command("execute", cls=ExecutorCommand)
 @_executor_options
 @click.option("--live", is_flag=True, help="Perform the actions for real (default: DRY_RUN).")
 @click.option("--acknowledge-risk", is_flag=True, help="Acknowledge the risk of a LIVE run.")
-@click.option("--validated", is_flag=True, help="The plan went through validation.")
-@click.option("--validation-passed", is_flag=True, help="That validation passed.")
+@click.option("--validated", is_flag=True,
+              help="Your own assertion that the plan was validated (nothing here validates "
+                   "it).")
+@click.option("--validation-passed", is_flag=True,
+              help="Your own assertion that the plan's validation passed (nothing here "
+                   "checks it).")
 @click.option("--plan-hash", help="Refuse to run unless the plan still has this hash "
                                   "(printed by `execaudit plan`).")
 @click.option("--execution-id", help="Id of this execution. Reusing it replays the run: its "
@@ -250,7 +298,9 @@ def execute_command(plan_path: Path, adapter_modules: tuple[str, ...], client_id
     """Execute PLAN, safe by default: DRY_RUN unless --live, and LIVE only with
     --acknowledge-risk, --validated and --validation-passed and every other guard passing.
 
-    Exit 0 on success, 1 when blocked or failed (see --detailed-exitcode).
+    Exit 0 on success, 1 when blocked, failed or given bad input. With --detailed-exitcode:
+    0 success with nothing left to do, 1 failed or bad input, 2 dry run with changes pending,
+    3 blocked by a guard.
     """
     _run_executor(plan_path, adapter_modules, as_json, detailed_exitcode, ledger_path,
                   exporter, client_id=client_id, strategy_id=strategy_id,
@@ -268,14 +318,18 @@ def _run_executor(plan_path: Path, adapter_modules: tuple[str, ...], as_json: bo
     from otel_execaudit.runtime import configure, shutdown
 
     try:
+        if any(not module.endswith(".py") for module in adapter_modules):
+            _put_working_directory_on_path()
         for module in adapter_modules:
             load_adapters(module)
         plan = load_plan(plan_path)
-        if exporter is None:
-            exporter = "otlp" if (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or
-                                  os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")) else "none"
-        configure(ledger=ledger_path, exporter=exporter,
-                  service_name=os.environ.get("OTEL_SERVICE_NAME", "execaudit"))
+        chosen = exporter
+        if chosen is None:
+            chosen = "otlp" if (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or
+                                os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")) else "none"
+        service_name = os.environ.get("OTEL_SERVICE_NAME", "execaudit")
+        configure(ledger=ledger_path, service_name=service_name,
+                  **_telemetry_exporters(chosen, service_name))
         try:
             result = Executor().run(plan, client_id=_client_id(client_id), **options)
         finally:
@@ -287,27 +341,81 @@ def _run_executor(plan_path: Path, adapter_modules: tuple[str, ...], as_json: bo
         click.echo(result.to_json())
     else:
         click.echo(result.to_human_readable())
-        if hint and result.is_success():
-            words = ["execaudit", "execute", str(plan_path), "--client-id", str(client_id)]
-            for module in adapter_modules:
-                words += ["--adapters", module]
-            if options.get("strategy_id") is not None:
-                words += ["--strategy-id", str(options["strategy_id"])]
-            words += ["--live", "--acknowledge-risk", "--validated", "--validation-passed",
-                      "--plan-hash", str(result.plan_hash)]
-            click.echo("\nTo run it LIVE, pinned to what you just reviewed:\n  "
-                       + shlex.join(words))
+        if hint:
+            click.echo("\n" + _live_hint(result, plan_path, adapter_modules, client_id,
+                                         ledger_path, exporter, options.get("strategy_id")))
     sys.exit(_exit_code(result, detailed_exitcode))
 
 
+def _put_working_directory_on_path() -> None:
+    """Dotted --adapters names import from the current directory, as under ``python -m``:
+    the console script puts only its own directory on sys.path."""
+    here = os.getcwd()
+    if not any(os.path.abspath(entry or os.curdir) == here for entry in sys.path):
+        sys.path.insert(0, here)
+
+
+def _telemetry_exporters(name: str, service_name: str) -> dict[str, Any]:
+    """configure()'s exporter arguments for an --exporter name.
+
+    The SDK's console exporters write to stdout, where the report or the JSON goes; ours write
+    to stderr instead, the spans and the events alike.
+    """
+    if name != "console":
+        return {"exporter": name}
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+    from otel_execaudit.exporters import ConsoleLogRecordExporter
+
+    return {"exporter": ConsoleSpanExporter(service_name=service_name, out=sys.stderr),
+            "log_exporter": ConsoleLogRecordExporter(out=sys.stderr)}
+
+
+def _live_hint(result: Any, plan_path: Path, adapter_modules: tuple[str, ...],
+               client_id: str | None, ledger_path: Path | None, exporter: str | None,
+               strategy_id: str | None) -> str:
+    """After a dry run: the command that runs it LIVE, pinned to its hash, with the options
+    that change what LIVE does; or one line saying why there is no such command."""
+    if not result.is_success():
+        return "No LIVE command: the dry run did not succeed."
+    if not result.changes_pending:
+        return "No LIVE command: nothing would be performed LIVE (no step acts)."
+    blocker = _predicted_live_blocker(result)
+    if blocker is not None:
+        return f"No LIVE command: the dry run predicts LIVE would be blocked ({blocker})."
+    words = ["execaudit", "execute", str(plan_path), "--client-id", str(client_id)]
+    for module in adapter_modules:
+        words += ["--adapters", module]
+    if strategy_id is not None:
+        words += ["--strategy-id", strategy_id]
+    # The ledger holds the limit counters a LIVE run is checked against, so the LIVE run must
+    # use the one this dry run read.
+    if ledger_path is not None:
+        words += ["--ledger", str(ledger_path)]
+    if exporter is not None:
+        words += ["--exporter", exporter]
+    words += ["--live", "--acknowledge-risk", "--validated", "--validation-passed",
+              "--plan-hash", str(result.plan_hash)]
+    return "To run it LIVE, pinned to what you just reviewed:\n  " + shlex.join(words)
+
+
+def _predicted_live_blocker(result: Any) -> str | None:
+    """What a dry run's guard verdicts say would block LIVE (a limit it would exceed), if any."""
+    for verdict in result.guards:
+        over = verdict.details.get("would_exceed") if verdict.details else None
+        if over:
+            return f"{verdict.name}: {', '.join(map(str, over))} over the daily limit"
+        if "LIVE would be blocked" in verdict.message:
+            return f"{verdict.name}: {verdict.message}"
+    return None
+
+
 def _client_id(text: str | None) -> int | str | None:
-    """An integer if it is one; otherwise as given, for the TenantContext guard to refuse."""
+    """An integer if it is ASCII digits only; otherwise as given, for the TenantContext guard
+    to refuse. (int() would also take " 1", "1_000" and other scripts' digits.)"""
     if text is None:
         return None
-    try:
-        return int(text)
-    except ValueError:
-        return text
+    return int(text) if _ASCII_DIGITS.fullmatch(text) else text
 
 
 def _exit_code(result: Any, detailed: bool) -> int:

@@ -165,8 +165,14 @@ class ExecutionResult:
                              + (f" (error_code={action.error_code})" if action.error_code else ""))
                 lines += [f"     VIOLATION: {text}" for text in action.violations]
                 if action.rollback and action.status in ("success", "failed"):
+                    # The whole hint, as the plan gave it: a reviewer needs the undo actions
+                    # and their risks, not only the summary line.
                     hint = action.rollback.get("description") or ""
-                    lines.append(f"     Rollback (not executed): {hint}")
+                    lines.append(f"     Rollback (not executed): {hint}".rstrip())
+                    lines += [f"       - action: {text}"
+                              for text in action.rollback.get("actions") or ()]
+                    lines += [f"       - risk: {text}"
+                              for text in action.rollback.get("risks") or ()]
         summary = self.summary
         lines += ["", "Summary:",
                   f"  Executed at: {self.executed_at:%Y-%m-%d %H:%M:%S} UTC",

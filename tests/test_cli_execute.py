@@ -3,8 +3,10 @@ adapters: safe by default, LIVE only when every guard allows it, everything in t
 
 import json
 import re
+import shlex
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -75,9 +77,12 @@ class Workspace:
                                                  buy=BUY, flaky=FLAKY), encoding="utf-8")
         self.ledger = root / "l.db"
 
-    def run(self, command, *arguments, plan=None, client_id="1"):
-        words = [command, str(plan or self.plan), "--adapters", str(self.adapters),
-                 "--ledger", str(self.ledger), "--exporter", "none", *arguments]
+    def run(self, command, *arguments, plan=None, client_id="1", adapters=None,
+            exporter="none"):
+        words = [command, str(plan or self.plan), "--adapters", adapters or str(self.adapters),
+                 "--ledger", str(self.ledger), *arguments]
+        if exporter is not None:
+            words += ["--exporter", exporter]
         if client_id is not None:
             words += ["--client-id", client_id]
         result = CliRunner().invoke(main, words)
@@ -354,7 +359,13 @@ def test_a_missing_client_id_is_blocked_by_the_tenant_guard_not_a_usage_error(wo
 
 @pytest.mark.parametrize("client_id, says", [("abc", "must be an integer"),
                                              ("0", "must be positive"),
-                                             ("-3", "must be positive")])
+                                             # int() takes these; a tenant id must not
+                                             ("-3", "must be an integer"),
+                                             (" 1", "must be an integer"),
+                                             ("1 ", "must be an integer"),
+                                             ("1_000", "must be an integer"),
+                                             ("\uff11", "must be an integer"),  # fullwidth 1
+                                             ("\u0661", "must be an integer")])  # Arabic-Indic 1
 def test_an_invalid_client_id_is_blocked_by_the_tenant_guard(workspace, client_id, says):
     result = workspace.run("execute", *LIVE_FLAGS, client_id=client_id)
     assert result.exit_code == 1, result.output
@@ -416,8 +427,221 @@ def test_an_adapters_module_that_raises_on_import_exits_1_naming_the_error(works
 
 
 def test_the_dry_run_hint_repeats_the_options_that_matter(workspace):
-    out = workspace.run("plan", "--strategy-id", "scalper", client_id="42").stdout
+    with_strategy = workspace.root / "strategies.yaml"
+    with_strategy.write_text(PLAN.replace("limits: {orders: 5}\n", "limits: {orders: 5}\n"
+                                          "strategies: {scalper: {orders: 2}}\n"),
+                             encoding="utf-8")
+    out = workspace.run("plan", "--strategy-id", "scalper", plan=with_strategy,
+                        client_id="42").stdout
     hint = out.split("To run it LIVE, pinned to what you just reviewed:")[1]
     assert "execaudit execute" in hint and "--client-id 42" in hint
     assert "--strategy-id scalper" in hint and f"--adapters {workspace.adapters}" in hint
     assert textwrap.dedent(hint).strip().count("\n") == 0  # one line to copy
+
+
+def live_hint(output):
+    """The words of the LIVE command `execaudit plan` printed, without "execaudit"."""
+    hint = output.split("To run it LIVE, pinned to what you just reviewed:\n")[1]
+    words = shlex.split(hint.strip())
+    assert words[:2] == ["execaudit", "execute"], hint
+    return words[1:]
+
+
+def test_the_dry_run_hint_runs_live_on_the_same_ledger(workspace, monkeypatch):
+    # The ledger holds the limit counters: a LIVE command on another ledger would be checked
+    # against other counters than the dry run reported.
+    monkeypatch.chdir(workspace.root)
+    monkeypatch.delenv("EXECAUDIT_LEDGER", raising=False)
+    words = live_hint(workspace.run("plan", exporter="console").stdout)
+    assert words[words.index("--ledger") + 1] == str(workspace.ledger)
+    assert words[words.index("--exporter") + 1] == "console"
+    live = CliRunner().invoke(main, words)
+    assert live.exit_code == 0, live.output
+    assert "[LIVE] buy" in live.stdout and workspace.calls() == ["quote", "quote", "buy:1"]
+    assert not (workspace.root / ".execaudit").exists()  # not the default ledger
+
+
+def test_the_dry_run_hint_names_no_exporter_when_none_was_given(workspace, monkeypatch):
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    words = live_hint(workspace.run("plan", exporter=None).stdout)
+    assert "--exporter" not in words and "--ledger" in words
+
+
+def test_no_live_hint_for_a_plan_with_nothing_to_do_live(workspace):
+    reads = workspace.root / "reads.yaml"
+    reads.write_text(f"plan_id: reads\nsteps:\n  - {{name: quote, action_type: {QUOTE}}}\n",
+                     encoding="utf-8")
+    result = workspace.run("plan", plan=reads)
+    assert result.exit_code == 0, result.output
+    assert "To run it LIVE" not in result.stdout and "--live" not in result.stdout
+    assert result.stdout.rstrip().splitlines()[-1] == (
+        "No LIVE command: nothing would be performed LIVE (no step acts).")
+
+
+def test_no_live_hint_when_the_dry_run_predicts_live_is_over_a_limit(workspace):
+    limited = workspace.root / "limited.yaml"
+    limited.write_text(PLAN.replace("limits: {orders: 5}", "limits: {orders: 1}"),
+                       encoding="utf-8")
+    assert workspace.run("execute", *LIVE_FLAGS, plan=limited).exit_code == 0
+    result = workspace.run("plan", plan=limited)
+    assert result.exit_code == 0, result.output
+    assert "LIVE would be blocked: orders over the daily limit" in result.stdout
+    assert "To run it LIVE" not in result.stdout and "--live" not in result.stdout
+    assert result.stdout.rstrip().splitlines()[-1] == (
+        "No LIVE command: the dry run predicts LIVE would be blocked "
+        "(ExecutionLimits: orders over the daily limit).")
+
+
+def test_no_live_hint_after_a_blocked_dry_run(workspace):
+    result = workspace.run("plan", client_id=None)
+    assert result.exit_code == 1, result.output
+    assert "To run it LIVE" not in result.stdout
+    assert result.stdout.rstrip().splitlines()[-1] == (
+        "No LIVE command: the dry run did not succeed.")
+
+
+# -- usage errors ---------------------------------------------------------------------------------
+
+USAGE_ERRORS = {
+    "unknown option": (["--no-such-option"], "No such option '--no-such-option'"),
+    "missing PLAN": ([None], "Missing argument 'PLAN'"),
+    "bad exporter": (["--exporter", "jaeger"], "Invalid value for '--exporter'"),
+    "PLAN is a directory": (["{root}"], "is a directory"),
+}
+
+
+@pytest.mark.parametrize("command", ["plan", "execute"])
+@pytest.mark.parametrize("mistake", sorted(USAGE_ERRORS))
+def test_a_usage_error_exits_1_never_the_changes_pending_2(workspace, command, mistake):
+    arguments, says = USAGE_ERRORS[mistake]
+    words = [command, "--detailed-exitcode", "--ledger", str(workspace.ledger)]
+    if arguments != [None]:
+        words += [str(workspace.plan)] if "{root}" not in arguments else []
+        words += [word.replace("{root}", str(workspace.root)) for word in arguments]
+    result = CliRunner().invoke(main, words, prog_name="execaudit")
+    assert result.exit_code == 1, result.output  # "failed or bad input", as documented
+    assert says in result.stderr and result.stderr.startswith("Usage: execaudit ")
+    assert result.stdout == ""
+    assert workspace.calls() == [] and not workspace.ledger.exists()
+
+
+@pytest.mark.parametrize("command", ["plan", "execute"])
+def test_help_still_exits_0(command):
+    for flag in ("--help", "-h"):
+        result = CliRunner().invoke(main, [command, flag], prog_name="execaudit")
+        assert result.exit_code == 0, result.output
+        assert result.stdout.startswith(f"Usage: execaudit {command} [OPTIONS] PLAN")
+
+
+def test_verify_keeps_its_own_exit_codes_for_usage_errors(tmp_path):
+    result = CliRunner().invoke(main, ["verify", "--no-such-option"])
+    assert result.exit_code == 2 and "No such option" in result.stderr
+    assert CliRunner().invoke(main, ["verify", str(tmp_path)]).exit_code == 2  # a directory
+
+
+def help_text(*words):
+    # Wide enough that click wraps no line (it would break "--detailed-exitcode" in two).
+    result = CliRunner().invoke(main, [*words, "--help"], terminal_width=1000,
+                                max_content_width=1000)
+    assert result.exit_code == 0, result.output
+    return " ".join(result.stdout.split())
+
+
+def test_the_help_says_what_the_options_really_do():
+    text = help_text("execute")
+    assert "--client-id N" in text and "a positive integer" in text
+    assert "--validated Your own assertion that the plan was validated (nothing here " \
+           "validates it)" in text
+    assert "--validation-passed Your own assertion that the plan's validation passed " \
+           "(nothing here checks it)" in text
+    assert "with --detailed-exitcode: 0 success with nothing left to do, 1 failed or bad " \
+           "input, 2 dry run with changes pending, 3 blocked by a guard" in text.lower()
+    for words in (("plan",), ("execute",)):
+        assert ("Default: otlp when OTEL_EXPORTER_OTLP_ENDPOINT or "
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set, else none") in help_text(*words)
+
+
+# -- telemetry and adapters -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", ["plan", "execute"])
+def test_json_with_the_console_exporter_keeps_telemetry_off_stdout(workspace, command):
+    result = workspace.run(command, "--json", exporter="console")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)  # stdout is the JSON result and nothing else
+    assert document["format"] == "otel-execaudit.result/1"
+    assert '"name": "invoke_workflow cli-buy"' in result.stderr  # the spans ...
+    assert '"event_name": "execaudit.action.terminal"' in result.stderr  # ... and the events
+
+
+def test_the_console_exporter_leaves_the_report_alone(workspace):
+    result = workspace.run("plan", exporter="console")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("=" * 60 + "\nEXECUTION REPORT\n")
+    assert "invoke_workflow" not in result.stdout and "invoke_workflow" in result.stderr
+
+
+def test_a_dotted_adapters_module_imports_from_the_working_directory(workspace, monkeypatch):
+    # As the console script runs: its own directory on sys.path, not the working directory.
+    monkeypatch.chdir(workspace.root)
+    monkeypatch.setattr(sys, "path", [entry for entry in sys.path
+                                      if entry and Path(entry).resolve() != workspace.root])
+    for command in ("plan", "execute"):
+        result = workspace.run(command, adapters="cliexec_adapters")
+        assert result.exit_code == 0, result.stderr
+        assert "[SIMULATED] buy" in result.stdout
+    assert workspace.calls() == ["quote", "quote"]
+    assert sys.path[0] == str(workspace.root)  # first, as under python -m
+
+
+# -- the report -----------------------------------------------------------------------------------
+
+def test_the_report_shows_the_whole_rollback_hint(workspace):
+    hinted = workspace.root / "hinted.yaml"
+    hinted.write_text(PLAN.replace(
+        "rollback: cancel the order",
+        "rollback:\n      description: cancel the order\n"
+        "      actions: [cancel_order, check_fills]\n"
+        "      risks: [a partial fill cannot be cancelled]"), encoding="utf-8")
+    for arguments in ((), LIVE_FLAGS):
+        lines = workspace.run("execute", *arguments, plan=hinted).stdout.splitlines()
+        start = lines.index("     Rollback (not executed): cancel the order")
+        assert lines[start + 1:start + 4] == [
+            "       - action: cancel_order",
+            "       - action: check_fills",
+            "       - risk: a partial fill cannot be cancelled"]
+        assert lines[start + 4] == ""  # then the Summary, as before
+
+
+# -- the example plan -----------------------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
+
+
+@pytest.fixture
+def example_adapters():
+    yield str(EXAMPLES / "exchange_adapters.py")
+    for action_type in ("fetch_quote", "place_order"):
+        default_registry.unregister(action_type)
+    sys.modules.pop("exchange_adapters", None)
+
+
+def test_the_example_strategy_shares_the_tenants_daily_counters(tmp_path, example_adapters):
+    # What the example's comments tell a reader about its limits, and that it is so.
+    plan = EXAMPLES / "buy-btc.yaml"
+    limits_line = next(line for line in plan.read_text(encoding="utf-8").splitlines()
+                       if line.startswith("limits:"))
+    assert "per tenant and UTC day" in limits_line and "strategy" not in limits_line
+
+    def execute(client_id, *words):
+        return CliRunner().invoke(main, [
+            "execute", str(plan), "--adapters", example_adapters, "--client-id", client_id,
+            "--ledger", str(tmp_path / "l.db"), "--exporter", "none", *LIVE_FLAGS, *words])
+
+    assert execute("1").exit_code == 0  # 1 of the plan's 10 orders today
+    cautious = execute("1", "--strategy-id", "cautious")  # at most 1, on the same counter
+    assert cautious.exit_code == 1, cautious.output
+    assert ("✗ ExecutionLimits: Max orders limit reached: 1 used + 1 planned > 1"
+            in cautious.stdout)
+    other_tenant = execute("2", "--strategy-id", "cautious")  # its own counter
+    assert other_tenant.exit_code == 0, other_tenant.output
