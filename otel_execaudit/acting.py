@@ -27,12 +27,15 @@ import contextvars
 import functools
 import inspect
 import itertools
+import uuid
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol
 
 from otel_execaudit import terminal
-from otel_execaudit.errors import ConfigurationError, GuardDeniedError
+from otel_execaudit.errors import ConfigurationError, GuardDeniedError, PlanError
+from otel_execaudit.guards import ExecutionLimitsGuard
 from otel_execaudit.observer import describe_failure, is_cancellation
-from otel_execaudit.pinning import function_plan_hash, qualified_name
+from otel_execaudit.pinning import exact, function_plan_hash, qualified_name
 from otel_execaudit.plan_run import PlanRun
 from otel_execaudit.plans import Plan, PlanStep, _amounts, declared_effects
 from otel_execaudit.records import ExecutionMode
@@ -53,7 +56,8 @@ class ActionGate(Protocol):
                   arguments: tuple[Any, ...], keywords: Mapping[str, Any]) -> None:
         """Declare the step's effects and record what it would do."""
 
-    def before(self, spec: PlanStep, step: Any) -> None:
+    def before(self, spec: PlanStep, step: Any, arguments: tuple[Any, ...],
+               keywords: Mapping[str, Any]) -> None:
         """Declare the step's effects; raise ``GuardDeniedError`` to stop it before it acts."""
 
     def after(self, spec: PlanStep, step: Any, error: BaseException | None) -> None: ...
@@ -106,7 +110,7 @@ def acting(function: Callable[..., Any], name: str, side_effects: Iterable[Any],
             if not live:
                 active.simulated(spec, step, simulate, arguments, keywords)
                 return step, False
-            active.before(spec, step)
+            active.before(spec, step, arguments, keywords)
         except GuardDeniedError:
             raise
         except BaseException as error:
@@ -170,6 +174,8 @@ class FunctionRun(PlanRun):
         # Actions are numbered across the whole run, nested executions included: the number
         # keys each action's limit consumption, so no two actions of a run share a key.
         self._numbers = itertools.count()
+        self._simulated: list[PlanStep] = []  # in DRY_RUN: the actions it would have taken
+        self._denied = False  # whether this run's gate stopped an action (GuardDeniedError)
         super().__init__(executor, Plan(plan_id or getattr(function, "__name__", "plan"), ()),
                          *options)
 
@@ -177,43 +183,73 @@ class FunctionRun(PlanRun):
         return function_plan_hash(self.body, arguments=self.arguments, keywords=self.keywords,
                                   guards=self.executor.guards, subject=self.subject)
 
-    def _steps(self) -> None:
+    def paths(self) -> tuple[PlanStep, ...]:
         # The plan's steps are not known before it runs: its one path is the plan function.
-        if not self._guarded_preflight([PlanStep(self.plan.plan_id, qualified_name(self.body))]):
+        return (PlanStep(self.plan.plan_id, qualified_name(self.body)),)
+
+    def _steps(self) -> None:
+        if not self._guarded_preflight(self.paths()):
             return
         token = gate.set(self)
         try:
             self.value = self.body(*self.arguments, **self.keywords)
-        except GuardDeniedError:
-            pass  # recorded (BLOCKED, or a step skipped after a failure) by before()
         except Exception as error:  # noqa: BLE001 - recorded with its traceback
-            if self.status is ResultStatus.SUCCESS:
+            if isinstance(error, GuardDeniedError) and self._denied:
+                return  # recorded (BLOCKED, or a step skipped after a failure) by before()
+            if self.status is ResultStatus.SUCCESS:  # the plan's own code failed, no action:
                 failure = describe_failure(self.redactor, error)  # redacted, never raises
                 self.status = ResultStatus.FAILED
                 self.error = f"{failure.error_type}: {failure.message}"
+                self._emit(self.paths()[0], None, terminal.PLAN_EXCEPTION)
             self.cause = error
         finally:
             gate.reset(token)
+        if self._simulated:
+            self._dry_run_total()
+
+    def _dry_run_total(self) -> None:
+        """What the dry run's actions would consume, now that they are known: the limit
+        guards again over them (a code-first plan's preflight could not count them)."""
+        simulated = replace(self.plan, steps=tuple(self._simulated))
+        limits = [guard for guard in self.guards if isinstance(guard, ExecutionLimitsGuard)]
+        self.verdicts.extend(self._check_guards(replace(self.context, plan=simulated), "total",
+                                                None, limits))
 
     # -- the gate ------------------------------------------------------------------------------
 
     def simulated(self, spec: PlanStep, step: Any, simulate: Callable[..., Any] | None,
                   arguments: tuple[Any, ...], keywords: Mapping[str, Any]) -> None:
         self._declare(spec, step)
+        self._simulated.append(spec)
         description = self.simulation(spec, simulate, arguments, keywords)
         step.event("simulated", would=description)
         self.record_simulated(step.index, spec, spec.action_type, description)
 
-    def before(self, spec: PlanStep, step: Any) -> None:
+    def before(self, spec: PlanStep, step: Any, arguments: tuple[Any, ...],
+               keywords: Mapping[str, Any]) -> None:
         self._declare(spec, step)
         if self.status is not ResultStatus.SUCCESS:  # an earlier action failed: stop here
             self._emit(spec, spec.action_type, terminal.SKIPPED)
+            self._denied = True
             raise GuardDeniedError(f"step {spec.name!r} not run: {self.error}")
         observer = self.observer
         assert observer is not None
         key = f"{observer.execution_id}:{next(self._numbers)}"
-        if not self._recheck(step._handle, step.index, spec, spec.action_type, key):
+        if not self._recheck(step._handle, step.index, spec, spec.action_type, key,
+                             self._call_content(spec, arguments, keywords)):
+            self._denied = True
             raise GuardDeniedError(f"step {spec.name!r} not run: {self.error}")
+
+    def _call_content(self, spec: PlanStep, arguments: tuple[Any, ...],
+                      keywords: Mapping[str, Any]) -> str:
+        """A replay repeats the same call: the digest covers its exact arguments. A call
+        whose arguments have no exact form can never be shown to be the same, so it never
+        counts as a replay (its key, reused, is refused)."""
+        try:
+            call = exact([list(arguments), dict(keywords)], f"the arguments of {spec.name!r}")
+        except PlanError:
+            call = {"$unrepeatable": uuid.uuid4().hex}
+        return self._content(spec, call=call)
 
     def _declare(self, spec: PlanStep, step: Any) -> None:
         self._emitted = False  # a new action path

@@ -25,9 +25,11 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
-from otel_execaudit.errors import AdapterError
+from otel_execaudit.errors import AdapterError, PlanError
+from otel_execaudit.plans import DeclaredEffect, declared_effects
+from otel_execaudit.plans import _amounts as amounts
 from otel_execaudit.records import ExecutionMode, SideEffectCategory, frozen
 
 __all__ = ["ActionContext", "ActionOutcome", "Adapter", "AdapterRegistry", "adapter",
@@ -68,15 +70,17 @@ class ActionContext:
     """What an adapter sees: the step, its ``params``, the ``mode``, and the recorder.
 
     ``side_effect()`` reports a change the adapter made; one the step did not declare is a
-    violation. ``event()`` adds a note to the step's audit trail. ``idempotency_key`` is the
-    same for every replay of this step: pass it on (as a client order id, a request id) so
-    that the system acted on does not do the same thing twice.
+    violation. ``event()`` adds a note to the step's audit trail. ``add_usage()`` counts what
+    the action turned out to use against the tenant's daily limits (a realised loss, say).
+    ``idempotency_key`` is the same for every replay of this step: pass it on (as a client
+    order id, a request id) so that the system acted on does not do the same thing twice.
     """
 
     def __init__(self, *, step: Any, mode: ExecutionMode, execution_id: str,
                  trace_id: str | None, client_id: Any, strategy_id: Any,
                  idempotency_key: str, record_effect: Callable[..., Any],
-                 record_event: Callable[..., Any]) -> None:
+                 record_event: Callable[..., Any],
+                 record_usage: Callable[[Mapping[str, float]], Any]) -> None:
         self.step = step
         self.params: Mapping[str, Any] = step.params
         self.mode = mode
@@ -87,6 +91,7 @@ class ActionContext:
         self.idempotency_key = idempotency_key
         self._record_effect = record_effect
         self._record_event = record_event
+        self._record_usage = record_usage
 
     @property
     def live(self) -> bool:
@@ -101,15 +106,46 @@ class ActionContext:
         """Add a named note to the step's audit trail."""
         self._record_event(name, details)
 
+    def add_usage(self, **counters: float) -> None:
+        """Count what this action used, known only once it ran, against today's limits:
+        ``context.add_usage(loss=120.5)``. A counter at its maximum blocks every later LIVE
+        action of the tenant that day (a daily loss limit is such a breaker). Recorded in the
+        ledger with the counters, atomically; a replay of the step replaces its earlier report
+        instead of adding to it; in DRY_RUN it is recorded as what would be counted, and not
+        counted. Raises ``PlanError`` for amounts that are not finite numbers >= 0."""
+        self._record_usage(amounts(counters, f"{self.step.name}: add_usage"))
+
+
+Consumes = Callable[[Mapping[str, Any]], Mapping[str, float]] | Mapping[str, float] | None
+
 
 @dataclass(frozen=True)
 class Adapter:
-    """A registered adapter: its ``action_type``, the function, and an optional simulator
-    that says what the action would do in DRY_RUN (used instead of calling the function)."""
+    """A registered adapter: its ``action_type``, the function, an optional simulator that
+    says what the action would do in DRY_RUN (used instead of calling the function), the side
+    effects it may have whatever a plan declares, and what each call ``consumes`` of the daily
+    limits (a mapping, or a function of the step's params)."""
 
     action_type: str
     function: Callable[[ActionContext], Any]
     simulator: Callable[[ActionContext], str] | None = None
+    side_effects: tuple[DeclaredEffect, ...] = ()
+    consumes: Consumes = None
+
+    def consumption(self, params: Mapping[str, Any]) -> dict[str, float]:
+        """What one call with ``params`` counts against limits, by the adapter's own reckoning.
+        Raises ``AdapterError`` when its ``consumes`` function fails or returns bad amounts."""
+        if self.consumes is None:
+            return {}
+        where = f"adapter {self.name} (action_type {self.action_type!r}): consumes"
+        try:
+            counted = self.consumes(params) if callable(self.consumes) else self.consumes
+            return amounts(counted, where)
+        except PlanError as error:
+            raise AdapterError(f"{error} Fix the adapter's consumes.") from None
+        except Exception as error:
+            raise AdapterError(f"{where} raised {type(error).__name__}: {error}. Fix the "
+                               "adapter, or the step's params it reads.") from error
 
     @property
     def name(self) -> str:
@@ -130,19 +166,33 @@ class AdapterRegistry:
 
     def adapter(self, action_type: str, *,
                 simulate: Callable[[ActionContext], str] | None = None,
+                side_effects: Iterable[Any] = (), consumes: Consumes = None,
                 ) -> Callable[[Callable[[ActionContext], Any]], Callable[[ActionContext], Any]]:
         """Register the decorated function for ``action_type``; returns the function unchanged.
 
         ``simulate(context) -> str`` describes what the action would do, for DRY_RUN reports.
+        ``side_effects`` are what the adapter may change, as in a plan step: every step it runs
+        then acts (simulated in DRY_RUN, guarded in LIVE) even if its plan or request declares
+        nothing. ``consumes`` is what one call counts against limits, a mapping or a function
+        of the params (``lambda params: {"notional": params["quantity"] * params["price"]}``):
+        a step counts the larger of that and what the plan declares, so that a plan cannot
+        under-declare what its adapter spends.
         """
         if not isinstance(action_type, str) or not action_type.strip():
             raise AdapterError("an adapter needs a non-empty action_type, "
                                'for example @adapter("place_order").')
+        where = f"@adapter({action_type!r})"
+        try:
+            declared = declared_effects(side_effects, where)
+            if consumes is not None and not callable(consumes):
+                consumes = amounts(consumes, f"{where}: consumes")
+        except PlanError as error:
+            raise AdapterError(str(error)) from None
 
         def register(function: Callable[[ActionContext], Any]) -> Callable[[ActionContext], Any]:
             if not callable(function):
-                raise AdapterError(f"@adapter({action_type!r}) must decorate a function.")
-            self.register(Adapter(action_type, function, simulate))
+                raise AdapterError(f"{where} must decorate a function.")
+            self.register(Adapter(action_type, function, simulate, declared, consumes))
             return function
 
         return register
@@ -194,8 +244,10 @@ default_registry = AdapterRegistry(entry_points=True)
 
 
 def adapter(action_type: str, *, simulate: Callable[[ActionContext], str] | None = None,
+            side_effects: Iterable[Any] = (), consumes: Consumes = None,
             ) -> Callable[[Callable[[ActionContext], Any]], Callable[[ActionContext], Any]]:
-    """Register the decorated function as the adapter for ``action_type`` (default registry).
+    """Register the decorated function as the adapter for ``action_type`` (default registry);
+    the options as for ``AdapterRegistry.adapter``.
 
     >>> @adapter("doc_example_send_email", simulate=lambda context: "would send 1 email")
     ... def send_email(context):
@@ -204,7 +256,8 @@ def adapter(action_type: str, *, simulate: Callable[[ActionContext], str] | None
     True
     >>> default_registry.unregister("doc_example_send_email")
     """
-    return default_registry.adapter(action_type, simulate=simulate)
+    return default_registry.adapter(action_type, simulate=simulate, side_effects=side_effects,
+                                    consumes=consumes)
 
 
 def load_adapters(module: str) -> None:

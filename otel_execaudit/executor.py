@@ -34,14 +34,14 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from otel_execaudit import terminal
-from otel_execaudit.acting import FunctionRun, gate
+from otel_execaudit.acting import FunctionRun
 from otel_execaudit.adapters import AdapterRegistry, default_registry
 from otel_execaudit.errors import ConfigurationError, PlanError
-from otel_execaudit.guards import DEFAULT_GUARD_TIMEOUT, AcknowledgementGuard, Guard
+from otel_execaudit.guards import DEFAULT_GUARD_TIMEOUT, AcknowledgementGuard, Guard, guard_name
 from otel_execaudit.guards import default_guards as seed_guards
 from otel_execaudit.instrument import execution
-from otel_execaudit.plan_run import PlanRun
-from otel_execaudit.plans import Plan, load_plan
+from otel_execaudit.plan_run import PlanRun, run_mode
+from otel_execaudit.plans import ACTION_TYPE, Plan, load_plan
 from otel_execaudit.records import ExecutionMode
 from otel_execaudit.results import ExecutionResult, ResultStatus
 from otel_execaudit.runtime import get_runtime
@@ -59,16 +59,23 @@ class Executor:
     ``guards`` are added to the four seed guards (``default_guards=False`` to replace them);
     whatever the list, a LIVE run needs an acknowledgement. ``adapters`` defaults to the default
     registry (``@adapter`` and entry points). ``require_plan_hash`` makes LIVE runs present the
-    hash of their dry run. ``security`` is the recorder's security provider.
+    hash of their dry run (default: whether ``$EXECAUDIT_REQUIRE_PLAN_HASH`` is ``1``, so that
+    a deployment can require it of every run). ``security`` is the recorder's security provider.
     """
 
     def __init__(self, *, guards: Iterable[Guard] = (), default_guards: bool = True,
                  adapters: AdapterRegistry | None = None,
                  guard_timeout: float = DEFAULT_GUARD_TIMEOUT,
-                 require_plan_hash: bool = False, product: str = terminal.PRODUCT,
+                 require_plan_hash: bool | None = None, product: str = terminal.PRODUCT,
                  security: Any = None) -> None:
         chosen = [*(seed_guards() if default_guards else []), *guards]
-        if not any(isinstance(guard, AcknowledgementGuard) for guard in chosen):
+        for guard in chosen:
+            if not callable(getattr(guard, "check", None)):
+                raise ConfigurationError(
+                    f"guard {guard_name(guard)} has no check(context) method; a guard has a "
+                    "name, a severity and check(context) returning an ExecutionGuard.")
+        # The package's own acknowledgement, exactly: a subclass could soften it to a warning.
+        if not any(type(guard) is AcknowledgementGuard for guard in chosen):
             chosen.append(AcknowledgementGuard())  # LIVE is always acknowledged
         self.guards: list[Guard] = chosen
         self.adapters = adapters if adapters is not None else default_registry
@@ -77,6 +84,8 @@ class Executor:
             raise ConfigurationError(f"guard_timeout must be a positive number of seconds, "
                                      f"not {guard_timeout!r}.")
         self.guard_timeout = guard_timeout
+        if require_plan_hash is None:
+            require_plan_hash = _required_by_environment()
         self.require_plan_hash = require_plan_hash
         self.product = product
         self.security = security
@@ -124,8 +133,7 @@ class Executor:
         if keywords is not None and not isinstance(keywords, Mapping):
             raise ConfigurationError("keywords must be a mapping of keyword arguments for "
                                      "the plan function, for example keywords={'dry': True}.")
-        enclosing = gate.get()
-        if enclosing is not None and enclosing.mode is ExecutionMode.DRY_RUN:
+        if run_mode.get() is ExecutionMode.DRY_RUN:
             mode = ExecutionMode.DRY_RUN  # nothing nested is more LIVE than its run
         options = (mode, client_id, None if strategy_id is None else str(strategy_id),
                    validated, validation_passed, acknowledge_risk, expected_hash, execution_id)
@@ -143,46 +151,54 @@ class Executor:
         """Run one action request, as an agent's tool call does: ``trace_id`` (the caller's,
         32 hex characters; the execution joins that trace), ``action_type``, ``params``, and
         optionally ``plan_id``, ``name`` and the other fields of a plan step. ``options`` as
-        for ``run``. A request without a valid trace id or action type fails (one terminal
-        event, one recorded execution) and nothing runs; unknown fields raise PlanError.
+        for ``run``. A request without a valid trace id or action type, or malformed (an
+        unknown field, params that are not JSON values), fails with the reason in ``error``:
+        one terminal event, one recorded execution, and nothing runs.
 
         Example: ``executor.run_action({"trace_id": "4bf9…", "action_type": "send_email",
         "params": {"to": "ops"}}, client_id=7)``
         """
         if not isinstance(request, Mapping):
-            raise PlanError(f"an action request is a mapping with trace_id, action_type and "
-                            f"params, not a {type(request).__name__}.")
+            return self._refuse_request(None, None, terminal.INVALID_REQUEST, options, (
+                f"an action request is a mapping with trace_id, action_type and params, not "
+                f"a {type(request).__name__}"))
         trace_id, action_type = request.get("trace_id"), request.get("action_type")
-        code = None
         if not isinstance(trace_id, str) or not _TRACE_ID.fullmatch(trace_id.lower()) \
                 or not int(trace_id, 16):
-            code, trace_id = terminal.MISSING_TRACE_ID, None
-        elif not isinstance(action_type, str) or not action_type.strip():
-            code = terminal.MISSING_ACTION_TYPE
-        if code is not None:
-            return self._refuse_request(action_type if isinstance(action_type, str) else None,
-                                        trace_id, code, options)
-        step = {key: value for key, value in request.items() if key not in ("trace_id",
-                                                                            "plan_id")}
-        step.setdefault("name", action_type)
-        plan = load_plan({"plan_id": str(request.get("plan_id") or f"action:{action_type}"),
-                          "steps": [step]})
+            return self._refuse_request(
+                action_type if isinstance(action_type, str) else None, None,
+                terminal.MISSING_TRACE_ID, options, "the request has no valid trace_id (32 "
+                "hex characters, not all zero); pass the caller's trace id")
         parent = trace.NonRecordingSpan(trace.SpanContext(
             trace_id=int(trace_id.lower(), 16), span_id=random.getrandbits(64) or 1,
             is_remote=True, trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED)))
-        token = otel_context.attach(trace.set_span_in_context(parent))
+        token = otel_context.attach(trace.set_span_in_context(parent))  # the caller's trace
         try:
+            if not isinstance(action_type, str) or not action_type.strip():
+                return self._refuse_request(None, trace_id, terminal.MISSING_ACTION_TYPE,
+                                            options, "the request has no action_type; name "
+                                            "the adapter action to run")
+            if not ACTION_TYPE.fullmatch(action_type):
+                return self._refuse_request(action_type, trace_id,
+                                            terminal.UNSUPPORTED_ACTION_TYPE, options, (
+                    f"action_type is not an identifier ({len(action_type)} characters); use "
+                    "letters, digits and _ . : / - only, as the adapter was registered"))
+            step = {key: value for key, value in request.items()
+                    if key not in ("trace_id", "plan_id")}
+            step.setdefault("name", action_type)
+            try:
+                plan = load_plan({"plan_id": str(request.get("plan_id")
+                                                 or f"action:{action_type}"), "steps": [step]})
+            except PlanError as error:
+                return self._refuse_request(action_type, trace_id, terminal.INVALID_REQUEST,
+                                            options, str(error))
             return self.run(plan, **options)
         finally:
             otel_context.detach(token)
 
     def _refuse_request(self, action_type: str | None, trace_id: str | None, code: str,
-                        options: Mapping[str, Any]) -> ExecutionResult:
+                        options: Mapping[str, Any], reason: str) -> ExecutionResult:
         mode = _mode(options.get("mode", ExecutionMode.DRY_RUN))
-        reason = {terminal.MISSING_TRACE_ID: "the request has no valid trace_id (32 hex "
-                  "characters, not all zero); pass the caller's trace id",
-                  terminal.MISSING_ACTION_TYPE: "the request has no action_type; name the "
-                  "adapter action to run"}[code]
         metadata = {"plan_id": "action", "client_id": options.get("client_id"),
                     "mode": mode.value}
         with execution("action", mode=mode, details=metadata) as run:
@@ -197,6 +213,16 @@ class Executor:
         metadata.update(execution_id=observer.execution_id, ledger=str(observer.ledger.path))
         return ExecutionResult(ResultStatus.FAILED, mode, (), (), metadata,
                                datetime.now(timezone.utc), reason)
+
+
+def _required_by_environment() -> bool:
+    value = os.environ.get("EXECAUDIT_REQUIRE_PLAN_HASH", "").strip().lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise ConfigurationError(f"EXECAUDIT_REQUIRE_PLAN_HASH={value!r}: set it to 1 to require "
+                             "a plan hash of every LIVE run, or 0 (or unset it) not to.")
 
 
 def _mode(value: Any) -> ExecutionMode:

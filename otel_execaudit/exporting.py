@@ -3,7 +3,7 @@
 The OTLP exporters retry with exponential backoff for up to their timeout (10 s by default) and
 only notice a shutdown after the batch processor has joined its worker, so a dead collector can
 hold a short script at exit for many seconds. Everything here exists to keep telemetry off the
-critical path (DESIGN.md, Invariant 1)::
+critical path::
 
     >>> from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     >>> exporter = FailSafeSpanExporter(InMemorySpanExporter(), timeout=2.0)

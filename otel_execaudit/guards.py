@@ -20,6 +20,7 @@ import enum
 import math
 import os
 import queue
+import re
 import threading
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping, Protocol, runtime_checkable
@@ -100,6 +101,12 @@ class GuardContext:
         that switching strategies cannot reset a tenant's day)."""
         return f"client:{self.client_id}"
 
+    def acting(self) -> bool:
+        """Whether the step about to act (or, before the first, any step of the plan) acts
+        anew: a replay finishes an action already counted, and is not a new one."""
+        return any(step.acts and step.name not in self.replayed
+                   for step in ((self.step,) if self.step is not None else self.plan.steps))
+
     def planned(self) -> dict[str, float]:
         """What the step about to act (or, before the first, the whole plan) will consume."""
         steps = (self.step,) if self.step is not None else self.plan.steps
@@ -139,11 +146,14 @@ class TenantContextGuard:
     def check(self, context: GuardContext) -> ExecutionGuard:
         client_id = context.client_id
         if client_id is None or client_id == "":
-            return self._verdict(False, "client_id is required (pass --client-id)")
+            return self._verdict(False, "client_id is required (pass --client-id N, a "
+                                        "positive integer)")
         if isinstance(client_id, bool) or not isinstance(client_id, int):
-            return self._verdict(False, f"client_id must be an integer, not {client_id!r}")
+            return self._verdict(False, f"client_id must be an integer, not {client_id!r} "
+                                        "(pass --client-id N, a positive integer)")
         if client_id <= 0:
-            return self._verdict(False, f"client_id must be positive, not {client_id}")
+            return self._verdict(False, f"client_id must be positive, not {client_id} "
+                                        "(pass --client-id N, a positive integer)")
         return self._verdict(True, f"Tenant context valid (client_id={client_id})")
 
     def _verdict(self, passed: bool, message: str) -> ExecutionGuard:
@@ -159,8 +169,8 @@ class ValidationRequiredGuard:
         if not context.live:
             return ExecutionGuard(self.name, True, "Validation not required for DRY-RUN")
         if context.validated is not True:  # only True itself: "no" or "false" are not a yes
-            return ExecutionGuard(self.name, False,
-                                  "LIVE execution requires prior validation (--validated)")
+            return ExecutionGuard(self.name, False, "LIVE execution requires a prior validation "
+                                  "that passed (--validated --validation-passed)")
         if context.validation_passed is not True:
             return ExecutionGuard(self.name, False,
                                   "Validation did not pass (--validation-passed)")
@@ -213,35 +223,55 @@ class ExecutionLimitsGuard:
         return {**context.plan.limits_for(context.strategy_id), **self.limits}
 
     def check(self, context: GuardContext) -> ExecutionGuard:
-        strategies = context.plan.strategies
-        if context.strategy_id is not None and strategies \
-                and context.strategy_id not in strategies:
+        strategies, strategy = context.plan.strategies, context.strategy_id
+        if strategy is not None and strategy not in strategies:  # a typo must not go unseen
+            known = (f"the plan defines {sorted(strategies)}; pass one of these"
+                     if strategies else "the plan defines no strategies")
             return ExecutionGuard(self.name, False, (
-                f"Unknown strategy {context.strategy_id!r}: the plan defines "
-                f"{sorted(strategies)}"), {"strategy_id": context.strategy_id})
+                f"Unknown strategy {strategy!r}: {known} or leave --strategy-id out"),
+                {"strategy_id": strategy})
         maxima = self.maxima(context)
         if not maxima:
             return ExecutionGuard(self.name, True, "No execution limits configured")
         used = dict(context.usage())
         wanted = context.planned()
-        over = exceeded(used, wanted, maxima)
+        over = exceeded(used, wanted, maxima, acting=context.acting())
         details = {"scope": context.scope, "used": used, "planned": wanted, "maxima": maxima,
                    "would_exceed": over}
-        consumption = "; ".join(
-            f"would consume {_number(wanted.get(name, 0))} of {_number(maximum)} {name} "
-            f"({_number(used.get(name, 0))} used today)" for name, maximum in maxima.items())
+        if context.step is None and not context.plan.steps:  # code: actions not known yet
+            consumption = "; ".join(
+                f"{_number(used.get(name, 0))} of {_number(maximum)} {name} used today"
+                for name, maximum in maxima.items()) + (
+                "; a code-first plan's actions are counted as each one runs")
+        else:
+            consumption = "; ".join(
+                f"would consume {_number(wanted.get(name, 0))} of {_number(maximum)} {name} "
+                f"({_number(used.get(name, 0))} used today)" for name, maximum in maxima.items())
         if not context.live:
             message = f"Limits not enforced for DRY-RUN; {consumption}"
             if over:
                 message += f". LIVE would be blocked: {', '.join(over)} over the daily limit"
             return ExecutionGuard(self.name, True, message, details)
         if over:
-            name = over[0]
-            return ExecutionGuard(self.name, False, (
-                f"Max {name} limit reached: {_number(used.get(name, 0))} used + "
-                f"{_number(wanted[name])} planned > {_number(maxima[name])}"), details)
+            return ExecutionGuard(self.name, False, _limit_reached(over[0], used, wanted, maxima),
+                                  details)
         return ExecutionGuard(self.name, True,
                               f"All execution limits within bounds; {consumption}", details)
+
+
+def _limit_reached(name: str, used: Mapping[str, float], wanted: Mapping[str, float],
+                   maxima: Mapping[str, float]) -> str:
+    spent, extra, maximum = used.get(name, 0), wanted.get(name, 0), maxima[name]
+    if extra > 0:
+        reached = (f"Max {name} limit reached: {_number(spent)} used + {_number(extra)} planned "
+                   f"> {_number(maximum)}")
+    else:
+        reached = (f"Daily {name} limit reached: {_number(spent)} used of {_number(maximum)}, "
+                   "so no action runs")
+    return f"{reached}. Counters restart at 00:00 UTC; or raise the plan's limits."
+
+
+_PLAN_HASH = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 class PlanPinGuard:
@@ -261,10 +291,17 @@ class PlanPinGuard:
                 return ExecutionGuard(self.name, False, "LIVE execution requires the plan hash "
                                       "from a dry run (--plan-hash)", details)
             return ExecutionGuard(self.name, True, f"Plan hash {actual}", details)
+        if not isinstance(expected, str) or not _PLAN_HASH.fullmatch(expected.strip().lower()):
+            return ExecutionGuard(self.name, False, (
+                "Not a plan hash: pass the sha256:<64 hex digits> that `execaudit plan` (or "
+                "the dry run's plan_hash) printed"), {"expected": printable(expected)[:80],
+                                                       "actual": actual})
         if expected.strip().lower() != actual:
             return ExecutionGuard(self.name, False, (
-                f"Plan is stale: it changed since its dry run (expected {expected}, now "
-                f"{actual}). Run `execaudit plan` again and review it."), details)
+                f"Plan is stale: the hash covers the plan, its client and strategy, the guards "
+                f"and the adapters, and something among them changed since the dry run "
+                f"(expected {expected}, now {actual}). Dry-run it again for this client "
+                "(`execaudit plan PLAN --client-id N`) and review it."), details)
         return ExecutionGuard(self.name, True, "Plan matches its dry run", details)
 
 
@@ -285,11 +322,12 @@ def evaluate(guards: Iterable[Guard], context: GuardContext, *,
     >>> from otel_execaudit.plans import load_plan
     >>> plan = load_plan({"plan_id": "p", "steps": [{"name": "s", "action_type": "noop"}]})
     >>> [v.message for v in evaluate([TenantContextGuard()], GuardContext(plan=plan))]
-    ['client_id is required (pass --client-id)']
+    ['client_id is required (pass --client-id N, a positive integer)']
     """
     verdicts = []
     for guard in guards:
-        verdict, error = _run_one(guard, context, timeout)
+        # Each guard its own copy of the context: one guard cannot change what the next sees.
+        verdict, error = _run_one(guard, replace(context), timeout)
         verdict = replace(verdict, stage=stage)
         if on_verdict is not None:
             on_verdict(guard, verdict, error)

@@ -44,14 +44,23 @@ def today() -> str:
 
 
 def exceeded(used: Mapping[str, float], wanted: Mapping[str, float],
-             maxima: Mapping[str, float]) -> list[str]:
-    """The counters that ``wanted`` on top of ``used`` would take past their maximum.
+             maxima: Mapping[str, float], *, acting: bool = False) -> list[str]:
+    """The counters that ``wanted`` on top of ``used`` would take past their maximum, and, for
+    an action (``acting``), those already at their maximum today: a limit reached stops every
+    action of the day (the seed's ``orders >= max_orders``), which is what makes a daily loss,
+    reported after the fact, a breaker.
 
     >>> exceeded({"orders": 9}, {"orders": 2, "notional": 5}, {"orders": 10})
     ['orders']
+    >>> exceeded({"loss": 100}, {"orders": 1}, {"loss": 100, "orders": 10}, acting=True)
+    ['loss']
     """
-    return [name for name, maximum in maxima.items()
-            if wanted.get(name, 0) > 0 and used.get(name, 0) + wanted.get(name, 0) > maximum]
+    over = []
+    for name, maximum in maxima.items():
+        spent, extra = used.get(name, 0), wanted.get(name, 0)
+        if (extra > 0 and spent + extra > maximum) or (acting and 0 < spent >= maximum):
+            over.append(name)
+    return over
 
 
 @dataclass(frozen=True)
@@ -114,7 +123,7 @@ class LimitCounters:
     def consume(self, key: str, scope: str, amounts: Mapping[str, float],
                 maxima: Mapping[str, float],
                 entry_for: Callable[[dict[str, Any]], Mapping[str, Any]],
-                content: str = "") -> Consumption:
+                content: str = "", *, acting: bool = True) -> Consumption:
         """Check and consume ``amounts`` for ``scope`` today, in one transaction with the ledger
         entry ``entry_for(data)`` returns. Over a maximum: nothing is consumed, and the entry
         records the refusal. A ``key`` already consumed for the same scope and amounts is a
@@ -138,7 +147,8 @@ class LimitCounters:
                             "other amounts or another action; give this step a key of its own")
             replayed = bool(earlier) and conflict is None
             used = _usage(connection, scope, day)
-            over = [] if replayed or conflict else exceeded(used, amounts, maxima)
+            over = [] if replayed or conflict else exceeded(used, amounts, maxima,
+                                                             acting=acting)
             allowed = conflict is None and not over
             if allowed and not replayed:
                 connection.executemany(
@@ -156,6 +166,32 @@ class LimitCounters:
         entry = self.ledger.transact(work)
         return Consumption(outcome["allowed"], outcome["replayed"], outcome["used"],
                            outcome["over"], entry, outcome["conflict"])
+
+
+    def record(self, key: str, scope: str, amounts: Mapping[str, float],
+               entry_for: Callable[[dict[str, Any]], Mapping[str, Any]]) -> LedgerEntry:
+        """Count ``amounts`` that an action turned out to use (a realised loss) for ``scope``,
+        in one transaction with the ledger entry ``entry_for(data)`` returns. Never refused:
+        it happened. A ``key`` recorded before is replaced, not added to, so that a replayed
+        step reporting again is counted once (on the day of its first report).
+
+        Example: ``counters.record("run-1:0#usage:0", "client:1", {"loss": 120.5}, entry_for)``
+        """
+        def work(connection: sqlite3.Connection) -> Mapping[str, Any]:
+            for statement in _SCHEMA:
+                connection.execute(statement)
+            earlier = connection.execute("SELECT day FROM limit_usage WHERE key = ? LIMIT 1",
+                                         (key,)).fetchone()
+            day = earlier[0] if earlier else today()
+            connection.execute("DELETE FROM limit_usage WHERE key = ?", (key,))
+            connection.executemany(
+                "INSERT INTO limit_usage (key, counter, scope, day, amount) VALUES (?, ?, ?, ?, ?)",
+                [(key, name, scope, day, float(value)) for name, value in amounts.items()])
+            return entry_for({"key": key, "scope": scope, "day": day,
+                              "amounts": dict(amounts), "replaced": earlier is not None,
+                              "used_after": _usage(connection, scope, day)})
+
+        return self.ledger.transact(work)
 
 
 def _usage(connection: sqlite3.Connection, scope: str, day: str) -> dict[str, float]:

@@ -311,6 +311,17 @@ class ExecutionObserver:
                 semantic.DETAILS: json_text(clean)})
             return entry
 
+    def record_after_end(self, kind: str, data: Mapping[str, Any]) -> LedgerEntry:
+        """Append a ledger entry of ``kind`` for this execution once it has ended, with no span
+        (its spans have ended). For facts decided after the recorder stopped the run, such as
+        the terminal events of actions a security escalation cut short. Events of the run
+        itself go through ``record``, which refuses an execution that has ended."""
+        with self._lock:
+            if not self.ended:
+                return self.record(kind, data)
+            return self._append(kind, self.trace_id, self.span_id,
+                                self.redactor.clean(dict(data)))
+
     def get_execution_record(self, live_mode_state: str | None = None) -> ExecutionRecord:
         """An immutable snapshot of everything recorded so far."""
         with self._lock:

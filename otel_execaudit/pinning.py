@@ -98,31 +98,77 @@ def exact(value: Any, where: str) -> Any:
 
 
 def guard_configuration(guards: Iterable[Any]) -> list[dict[str, Any]]:
-    """Each guard's name, type and settings: its ``config()`` exactly, else its public
-    attributes (those with no exact form, a client or a connection, by their type only)."""
-    from otel_execaudit.guards import guard_name
+    """Each guard's name, type, severity, code and settings: its ``config()`` exactly, else
+    all its attributes (those with no exact form, a client or a connection, by their type)."""
+    from otel_execaudit.guards import Severity, guard_name
 
     configuration = []
     for guard in guards:
+        name = guard_name(guard)
         config = getattr(guard, "config", None)
         if callable(config):
             try:
-                settings = exact(config(), f"{guard_name(guard)}.config()")
+                settings = exact(config(), f"{name}.config()")
             except PlanError:
                 raise
             except Exception as error:  # noqa: BLE001 - the guard will fail closed when it runs
                 settings = {"unreadable": type(error).__name__}
         else:
-            settings = {}
-            for key, item in sorted(vars(guard).items()):
-                if not key.startswith("_"):
-                    try:
-                        settings[key] = exact(item, key)
-                    except PlanError:
-                        settings[key] = {"$opaque": qualified_name(type(item))}
-        configuration.append({"name": guard_name(guard), "type": qualified_name(type(guard)),
-                              "config": settings})
+            settings = {key: _exact_or_opaque(item, f"{name}.{key}")
+                        for key, item in sorted(_attributes(guard).items())}
+        try:  # as the guard is run: no readable severity is the strictest
+            severity = Severity(getattr(guard, "severity", Severity.DENY)).value
+        except Exception:  # noqa: BLE001
+            severity = Severity.DENY.value
+        configuration.append({"name": name, "type": qualified_name(type(guard)),
+                              "severity": severity, "config": settings,
+                              "code": code_identity(getattr(type(guard), "check", None))})
     return configuration
+
+
+def code_identity(function: Any) -> Any:
+    """What identifies a callable's code, not its state: its name, and the source of the
+    module it is defined in (the compiled code where there is none). Library code (this
+    package, the standard library, installed packages) is the environment: by name only.
+
+    >>> code_identity(len)
+    {'$name': 'builtins.len'}
+    """
+    if function is None:
+        return None
+    if isinstance(function, functools.partial):
+        return {"$partial": code_identity(function.func)}
+    if inspect.ismethod(function):
+        function = function.__func__
+    if not isinstance(function, types.FunctionType):
+        call = getattr(type(function), "__call__", None)
+        if isinstance(function, type) or not isinstance(call, types.FunctionType):
+            return {"$name": qualified_name(function)}
+        function = call
+    name = qualified_name(function)
+    if _installed(function.__code__.co_filename):
+        return {"$function": name}
+    source = _source(sys.modules.get(function.__module__))
+    return {"$function": name, "source": source or
+            hashlib.sha256(marshal.dumps(function.__code__)).hexdigest()}
+
+
+def _attributes(value: Any) -> dict[str, Any]:
+    """An object's attributes, from ``__dict__`` and ``__slots__`` alike."""
+    found = dict(getattr(value, "__dict__", None) or {})
+    for cls in type(value).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        for slot in (slots,) if isinstance(slots, str) else slots:
+            if slot not in ("__dict__", "__weakref__") and hasattr(value, slot):
+                found.setdefault(slot, getattr(value, slot))
+    return found
+
+
+def _exact_or_opaque(value: Any, where: str) -> Any:
+    try:
+        return exact(value, where)
+    except PlanError:
+        return {"$opaque": qualified_name(type(value))}
 
 
 def qualified_name(value: Any) -> str:
@@ -130,9 +176,16 @@ def qualified_name(value: Any) -> str:
     return f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', '?')}"
 
 
-def _adapter_identity(adapters: AdapterRegistry, action_type: str) -> str | None:
+def _adapter_identity(adapters: AdapterRegistry, action_type: str) -> Any:
+    """An adapter by its code (its state, clients and caches, is the environment), with its
+    simulator and its own reckoning of what it consumes."""
     adapter = adapters.get(action_type)
-    return None if adapter is None else adapter.name
+    if adapter is None:
+        return None
+    return {"name": adapter.name, "function": code_identity(adapter.function),
+            "simulator": code_identity(adapter.simulator),
+            "consumes": code_identity(adapter.consumes) if callable(adapter.consumes)
+            else adapter.consumes}
 
 
 def _digest(document: dict[str, Any]) -> str:
@@ -268,7 +321,10 @@ class _Walk:
             "kwdefaults": self.value(dict(function.__kwdefaults__ or {}), f"{name} defaults",
                                      depth + 1),
             "closure": self.value(closure, f"what {name} closes over", depth + 1),
-            "globals": self.value(_referenced(function), f"what {name} calls", depth + 1),
+            "globals": {key: self.value(target, f"what {name} calls", depth + 1)
+                        if isinstance(target, types.FunctionType)
+                        else _exact_or_opaque(target, f"{name}'s global {key}")
+                        for key, target in _referenced(function).items()},
         }
         if _source(module) is None:  # no source to hash: the compiled code itself
             described["code"] = hashlib.sha256(marshal.dumps(function.__code__)).hexdigest()
@@ -280,16 +336,18 @@ class _Walk:
 
 
 def _referenced(function: types.FunctionType) -> dict[str, Any]:
-    """The functions a function names as globals: its steps, usually. Other module-level
-    objects are defined by the module's source, which is hashed already."""
+    """The module-level objects a function names: its steps, usually, and the settings it
+    reads (a mapping changed at run time changes what the plan does, though not its source);
+    objects with no exact form (a client, a lock) by their type only."""
     names: set[str] = set()
     codes = [function.__code__]
     while codes:
         code = codes.pop()
         names.update(code.co_names)
         codes.extend(const for const in code.co_consts if isinstance(const, types.CodeType))
-    return {name: target for name in sorted(names)
-            if isinstance(target := function.__globals__.get(name), types.FunctionType)}
+    module_globals = function.__globals__
+    return {name: module_globals[name] for name in sorted(names) if name in module_globals
+            and not isinstance(module_globals[name], types.ModuleType)}
 
 
 @functools.lru_cache(maxsize=1)

@@ -9,7 +9,9 @@ same life cycle for a code-first plan.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
+import itertools
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
@@ -44,14 +46,19 @@ from otel_execaudit.observer import (
 )
 from otel_execaudit.pinning import plan_hash
 from otel_execaudit.plans import Plan, PlanStep
-from otel_execaudit.records import ExecutionMode, SideEffect, timestamp_now
+from otel_execaudit.records import ExecutionMode, SideEffect, thawed, timestamp_now
 from otel_execaudit.results import ActionRecord, ExecutionResult, ResultStatus
 from otel_execaudit.runtime import get_runtime
 
 if TYPE_CHECKING:
     from otel_execaudit.executor import Executor
 
-__all__ = ["PlanRun"]
+__all__ = ["PlanRun", "run_mode"]
+
+# The mode of the executor run in progress, if any: a run started inside it (by an adapter, a
+# simulator or a plan function) is never more LIVE than the run it belongs to.
+run_mode: contextvars.ContextVar[ExecutionMode | None] = contextvars.ContextVar(
+    "otel_execaudit_run_mode", default=None)
 
 
 class PlanRun:
@@ -61,8 +68,9 @@ class PlanRun:
                  strategy_id: str | None, validated: bool, validation_passed: bool,
                  acknowledge_risk: bool, expected_hash: str | None,
                  execution_id: str | None) -> None:
-        self.executor, self.plan, self.mode = executor, plan, mode
+        self.executor, self.mode = executor, mode
         self.adapters = executor.adapters
+        self.plan = plan = self._with_adapters(plan)
         self.redactor = get_runtime().redactor
         pinning = expected_hash is not None or executor.require_plan_hash
         self.guards = executor.guards + ([PlanPinGuard(required=executor.require_plan_hash)]
@@ -101,6 +109,28 @@ class PlanRun:
         return plan_hash(self.plan, guards=self.executor.guards, adapters=self.adapters,
                          subject=self.subject)
 
+    def _with_adapters(self, plan: Plan) -> Plan:
+        """The plan as its adapters declare it too: an adapter's side effects are added to its
+        steps' (the adapter knows what it changes, whatever a plan or request says), and each
+        counter a step consumes is the larger of the plan's and the adapter's reckoning."""
+        steps = []
+        for step in plan.steps:
+            adapter = self.adapters.get(step.action_type)
+            if adapter is None or not (adapter.side_effects or adapter.consumes is not None):
+                steps.append(step)
+                continue
+            effects = step.side_effects + tuple(effect for effect in adapter.side_effects
+                                                if effect not in step.side_effects)
+            consumes = dict(step.consumes)
+            for name, amount in adapter.consumption(step.params).items():
+                consumes[name] = max(amount, consumes.get(name, 0))
+            steps.append(replace(step, side_effects=effects, consumes=consumes))
+        return replace(plan, steps=tuple(steps))
+
+    def paths(self) -> tuple[PlanStep, ...]:
+        """The action paths this run plans, each to end in one terminal event."""
+        return self.plan.steps
+
     # -- the run -----------------------------------------------------------------------------
 
     def execute(self) -> ExecutionResult:
@@ -108,16 +138,25 @@ class PlanRun:
         metadata = {"plan_id": self.plan.plan_id, "client_id": self.context.client_id,
                     "strategy_id": self.context.strategy_id, "mode": self.mode.value,
                     "plan_hash": self.hash}
-        with execution(self.plan.plan_id, execution_id=self.execution_id, mode=self.mode,
-                       details=metadata, security=self.executor.security) as run:
-            self.observer = observer = run.observer
-            assert observer is not None
-            self._steps()
-            if not observer.ended:
-                if self.status is ResultStatus.BLOCKED:
-                    observer.mark_blocked(self.error)
-                elif self.status is ResultStatus.FAILED:
-                    observer.mark_failed(self.cause or self.error)
+        token = run_mode.set(self.mode)
+        try:
+            with execution(self.plan.plan_id, execution_id=self.execution_id, mode=self.mode,
+                           details=metadata, security=self.executor.security) as run:
+                self.observer = observer = run.observer
+                assert observer is not None
+                self._steps()
+                if not observer.ended:
+                    if self.status is ResultStatus.BLOCKED:
+                        observer.mark_blocked(self.error)
+                    elif self.status is ResultStatus.FAILED:
+                        observer.mark_failed(self.cause or self.error)
+        except BaseException as error:
+            if self.observer is None:  # it never started (a ledger that cannot be written):
+                self._end_paths(self.paths(), terminal.CANCELLED if is_cancellation(error)
+                                else terminal.INTERNAL_ERROR)  # the events go out unmirrored
+            raise
+        finally:
+            run_mode.reset(token)
         metadata.update(execution_id=observer.execution_id, trace_id=observer.trace_id,
                         ledger=str(observer.ledger.path))
         return ExecutionResult(self.status, self.mode, tuple(self.verdicts), tuple(self.actions),
@@ -155,7 +194,7 @@ class PlanRun:
         return not denied
 
     def _steps(self) -> None:
-        if not self._guarded_preflight(self.plan.steps):
+        if not self._guarded_preflight(self.paths()):
             return
         for index, step in enumerate(self.plan.steps):
             self._emitted = False
@@ -167,10 +206,11 @@ class PlanRun:
             except SecurityEscalationError as error:  # the recorder ended it INCOMPLETE
                 self.status, self.error = ResultStatus.FAILED, str(error)
                 self._emit(step, self._adapter_name(step), terminal.SECURITY_ESCALATION)
-            except BaseException as error:  # the run stops; the path still gets its event
+            except BaseException as error:  # the run stops; every path still gets its event
                 if not self._emitted:
                     self._emit(step, self._adapter_name(step), terminal.CANCELLED
                                if is_cancellation(error) else terminal.INTERNAL_ERROR)
+                self._end_paths(self.plan.steps[index + 1:], terminal.SKIPPED)
                 raise
 
     def _step(self, index: int, step: PlanStep) -> None:
@@ -227,9 +267,10 @@ class PlanRun:
         self._emit(step, adapter, None)
 
     def _recheck(self, handle: StepHandle, index: int, step: PlanStep, adapter: str,
-                 key: str | None = None) -> bool:
+                 key: str | None = None, content: str | None = None) -> bool:
         """Just before a LIVE action: every guard again, then the limits consumed atomically
-        under ``key`` (the step's idempotency key by default)."""
+        under ``key`` (the step's idempotency key by default) for the action ``content``
+        digests (the step's own by default)."""
         key = key or self._key(index, step)
         context = replace(self.context, step=step)
         if step.consumption and step.name not in context.replayed \
@@ -238,7 +279,8 @@ class PlanRun:
         verdicts = self._check_guards(context, "recheck", handle)
         self.verdicts.extend(verdict for verdict in verdicts if verdict.decision != "allow")
         denied = [verdict.name for verdict in verdicts if verdict.decision == "deny"]
-        consumption = None if denied else self._consume(handle, index, step, context, key)
+        consumption = None if denied else self._consume(
+            handle, index, step, context, key, content or self._content(step))
         if consumption is not None and not consumption.allowed:
             refusal = ExecutionGuard("ExecutionLimits", False, consumption.reason,
                                      stage="recheck")
@@ -255,7 +297,7 @@ class PlanRun:
         return False
 
     def _consume(self, handle: StepHandle, index: int, step: PlanStep,
-                 context: GuardContext, key: str) -> Consumption | None:
+                 context: GuardContext, key: str, content: str) -> Consumption | None:
         amounts = step.consumption
         if not amounts:
             return None
@@ -267,18 +309,37 @@ class PlanRun:
         observer = self.observer
         assert observer is not None
         return self.counters.consume(key, context.scope, amounts, maxima,
-                                     lambda data: {
-            "kind": "limits.consumed", "ts": timestamp_now(),
-            "execution_id": observer.execution_id, "plan_id": observer.plan_id,
-            "trace_id": handle.trace_id, "span_id": handle.span_id,
-            "data": {"step_index": index, **data}}, content=self._content(step))
+                                     self._limits_entry("limits.consumed", handle, index),
+                                     content=content, acting=step.acts)
 
-    def _content(self, step: PlanStep) -> str:
-        """What a replay must repeat to be one: the plan, the action, its params and amounts."""
+    def _limits_entry(self, kind: str, handle: StepHandle,
+                      index: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        observer = self.observer
+        assert observer is not None
+        return lambda data: {
+            "kind": kind, "ts": timestamp_now(), "execution_id": observer.execution_id,
+            "plan_id": observer.plan_id, "trace_id": handle.trace_id,
+            "span_id": handle.span_id, "data": {"step_index": index, **data}}
+
+    def _content(self, step: PlanStep, **more: Any) -> str:
+        """What a replay must repeat to be one: the plan, the action, its exact params (not
+        as recorded: two actions that differ only in a redacted or cut value are two) and
+        amounts, and ``more``. A digest: the values themselves are never stored."""
         return hashlib.sha256(canonical_bytes({
             "plan_id": self.plan.plan_id, "action_type": step.action_type,
-            "params": self.redactor.clean(dict(step.params)),
-            "amounts": dict(step.consumption)})).hexdigest()
+            "params": thawed(step.params), "amounts": dict(step.consumption),
+            **more})).hexdigest()
+
+    def _record_usage(self, handle: StepHandle, index: int, step: PlanStep, number: int,
+                      amounts: Mapping[str, float]) -> None:
+        """What an action reports it used (``ActionContext.add_usage``): counted in LIVE,
+        keyed so that a replay replaces its earlier report; in DRY_RUN only noted."""
+        if self.mode is not ExecutionMode.LIVE:
+            handle.event("usage.not_counted", {"would_add": dict(amounts),
+                                               "reason": "DRY_RUN counts nothing"})
+            return
+        self.counters.record(f"{self._key(index, step)}#usage:{number}", self.context.scope,
+                             amounts, self._limits_entry("limits.recorded", handle, index))
 
     def _key(self, index: int, step: PlanStep) -> str:
         """What makes a consumption a replay: the step's own key, else execution and index."""
@@ -338,8 +399,8 @@ class PlanRun:
 
     # -- pieces ------------------------------------------------------------------------------
 
-    def _check_guards(self, context: GuardContext, stage: str,
-                      handle: StepHandle | None) -> list[ExecutionGuard]:
+    def _check_guards(self, context: GuardContext, stage: str, handle: StepHandle | None,
+                      guards: Iterable[Guard] | None = None) -> list[ExecutionGuard]:
         observer = self.observer
         assert observer is not None
 
@@ -349,7 +410,8 @@ class PlanRun:
             observer.record_guard(verdict.name, verdict.decision, data, stage=stage,
                                   parent=handle, error=error)
 
-        verdicts = evaluate(self.guards, context, timeout=self.executor.guard_timeout,
+        verdicts = evaluate(self.guards if guards is None else guards, context,
+                            timeout=self.executor.guard_timeout,
                             stage=stage, on_verdict=record)
         # What reaches reports and --json is redacted like the ledger's copy.
         return [replace(verdict, message=self.redactor.clean_text(verdict.message),
@@ -360,13 +422,16 @@ class PlanRun:
                         observed: list[SideEffect]) -> ActionContext:
         observer = self.observer
         assert observer is not None
+        reports = itertools.count()
         return ActionContext(
             step=step, mode=self.mode, execution_id=observer.execution_id,
             trace_id=observer.trace_id, client_id=self.context.client_id,
             strategy_id=self.context.strategy_id, idempotency_key=self._key(index, step),
             record_effect=lambda category, description, reversible, details: observed.append(
                 handle.side_effect(category, description, reversible, details)),
-            record_event=lambda name, details: handle.event(name, details))
+            record_event=lambda name, details: handle.event(name, details),
+            record_usage=lambda amounts: self._record_usage(handle, index, step,
+                                                            next(reports), amounts))
 
     def _fail(self, handle: StepHandle, index: int, step: PlanStep, adapter: str | None,
               kind: str, code: str, error: BaseException | str,
@@ -392,7 +457,7 @@ class PlanRun:
             type=kind, status=status, description=clean(description), result=clean(result),
             details=self.redactor.clean(dict(details or {})), error_code=code,
             violations=tuple(clean(text) for text in violations),
-            rollback=step.rollback.to_dict() if step.rollback else None)
+            rollback=self.redactor.clean(step.rollback.to_dict()) if step.rollback else None)
 
     def _emit(self, step: PlanStep, adapter: str | None, code: str | None) -> None:
         self._emitted = True
@@ -405,8 +470,9 @@ class PlanRun:
             event = terminal.TerminalEvent.failed(trace_id, step.action_type, adapter, code,
                                                   product=self.executor.product)
         record = None
-        if observer is not None and not observer.ended:
-            record = lambda kind, data: observer.record(kind, data, event=terminal.EVENT_NAME)
+        if observer is not None:  # after the recorder ended the run, in the ledger only
+            record = (observer.record_after_end if observer.ended else
+                      lambda kind, data: observer.record(kind, data, event=terminal.EVENT_NAME))
         terminal.emit(event, record=record, telemetry=get_runtime().telemetry)
 
     def _adapter_name(self, step: PlanStep) -> str | None:

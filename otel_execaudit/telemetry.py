@@ -17,8 +17,8 @@ tracer provider, exporting where the spans go unless told otherwise::
 
 Export happens on the batch processors' worker threads through a ``FailSafeSpanExporter`` and a
 ``FailSafeLogExporter``; flush, shutdown and interpreter exit share one deadline for both signals
-(DESIGN.md, Invariant 1). The application's global TracerProvider is never replaced unless
-``set_global=True`` (Invariant 7), and its global LoggerProvider never is.
+(telemetry is never on the critical path). The application's global TracerProvider is never
+replaced unless ``set_global=True``, and its global LoggerProvider never is.
 """
 
 from __future__ import annotations

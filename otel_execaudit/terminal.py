@@ -10,7 +10,7 @@ event says how it ended. The schema is fixed and minimal: no payloads, user data
 
 It goes out as an OpenTelemetry log record (event name ``execaudit.action.terminal``) and is
 mirrored in the ledger as an ``action.terminal`` entry. Emitting never raises and never changes
-an execution's result (DESIGN.md, Invariant 5).
+an execution's result.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 
 from otel_execaudit.logs import get_logger
 from otel_execaudit.records import timestamp_now
+from otel_execaudit.redaction import Redactor
 from otel_execaudit.telemetry import emit_event
 
 __all__ = ["EVENT_NAME", "LEDGER_KIND", "PRODUCT", "TerminalEvent", "emit"]
@@ -32,10 +33,13 @@ PRODUCT = "otel_execaudit"
 # that free text (and whatever secret it may hold) never reaches an event.
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_.:/<>-]{1,128}")
 _NOT_AN_IDENTIFIER = "<not an identifier>"
+_REDACTED = "[REDACTED]"
+_SECRETS = Redactor()  # what it would change in an identifier is a secret's known form
 
 # The error codes the executor itself assigns; adapters add their own with ActionOutcome.failure.
 MISSING_TRACE_ID = "missing_trace_id"
 MISSING_ACTION_TYPE = "missing_action_type"
+INVALID_REQUEST = "invalid_request"  # an action request with unknown fields or bad params
 UNSUPPORTED_ACTION_TYPE = "unsupported_action_type"
 INVALID_OUTPUT = "invalid_output"
 ADAPTER_FAILURE = "adapter_failure"
@@ -45,6 +49,7 @@ UNDECLARED_SIDE_EFFECT = "undeclared_side_effect"
 SKIPPED = "skipped_after_earlier_stop"
 SECURITY_ESCALATION = "security_escalation"
 CANCELLED = "cancelled"
+PLAN_EXCEPTION = "plan_exception"  # a code-first plan's own code raised, outside any action
 INTERNAL_ERROR = "internal_error"  # the recorder itself failed (for example, the ledger)
 
 _log = get_logger()
@@ -106,6 +111,10 @@ def _identity(event: TerminalEvent) -> dict[str, Any]:
 
 
 def _bounded(name: str | None) -> str | None:
+    """``name`` if it is an identifier holding no secret's known form, else a placeholder:
+    decided once, so that the ledger's copy and the log record say the same."""
     if name is None:
         return None
-    return name if isinstance(name, str) and _IDENTIFIER.fullmatch(name) else _NOT_AN_IDENTIFIER
+    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
+        return _NOT_AN_IDENTIFIER
+    return name if _SECRETS.clean_text(name) == name else _REDACTED

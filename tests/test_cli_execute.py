@@ -181,7 +181,8 @@ def test_live_without_acknowledgement_is_blocked_before_anything_runs(workspace)
     out = result.stdout
     assert "MODE: LIVE" in out and "STATUS: ✗ BLOCKED" in out
     assert "Execution prevented by safety checks" in out
-    assert "✗ ValidationRequired: LIVE execution requires prior validation (--validated)" in out
+    assert ("✗ ValidationRequired: LIVE execution requires a prior validation that passed "
+            "(--validated --validation-passed)") in out
     assert "✗ Acknowledgement: LIVE execution requires explicit risk acknowledgement" in out
     assert "✓ TenantContext" in out
     assert workspace.calls() == []  # not even the read
@@ -352,7 +353,7 @@ def test_a_missing_client_id_is_blocked_by_the_tenant_guard_not_a_usage_error(wo
     result = workspace.run("execute", client_id=None)
     assert result.exit_code == 1, result.output
     assert "STATUS: ✗ BLOCKED" in result.stdout
-    assert "✗ TenantContext: client_id is required (pass --client-id)" in result.stdout
+    assert "✗ TenantContext: client_id is required (pass --client-id N, a positive integer)" in result.stdout
     assert workspace.calls() == []
     workspace.assert_ledger_verifies()
 

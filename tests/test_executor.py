@@ -436,10 +436,30 @@ def test_results_serialise_in_a_versioned_format(executor):
 
 # -- code-first plans ----------------------------------------------------------------------------
 
-CALLS: list = []  # a global, not a closure: a plan's closure is part of its plan hash
+class CallLog:
+    """What the test's steps really did. A list the plan appends to would be part of the plan
+    (its hash covers what the plan reads), so its dry run would make it stale; an object of
+    slots has no exact form, and counts by its type only, as a client would."""
+
+    __slots__ = ("calls",)
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def append(self, call: str) -> None:
+        self.calls.append(call)
+
+    def clear(self) -> None:
+        self.calls.clear()
+
+    def __eq__(self, other: object) -> bool:
+        return self.calls == other
 
 
-def code_first_plan(calls: list, effect: str = "network"):
+CALLS = CallLog()
+
+
+def code_first_plan(calls: CallLog, effect: str = "network"):
     from otel_execaudit import plan, step
 
     assert calls is CALLS

@@ -309,13 +309,36 @@ def test_free_text_never_reaches_a_terminal_event(execaudit_capture):
     assert result.status is ResultStatus.FAILED
 
 
+def terminal_events(capture) -> list[tuple[str | None, str | None]]:
+    return [(entry["data"]["action_type"], entry["data"]["error_code"])
+            for entry in capture.fields() if entry["kind"] == "action.terminal"]
+
+
 def test_an_action_request_with_a_typo_is_refused_not_run_as_a_read(execaudit_capture):
     calls: list = []
-    with pytest.raises(PlanError, match="side_effect"):
-        Executor(adapters=recording_registry(calls)).run_action(
-            {"trace_id": TRACE_ID, "action_type": "pay", "side_effect": ["network"]},
-            client_id=1)
+    result = Executor(adapters=recording_registry(calls)).run_action(
+        {"trace_id": TRACE_ID, "action_type": "pay", "side_effect": ["network"]}, client_id=1)
+    assert result.status is ResultStatus.FAILED and "side_effect" in result.error
     assert calls == []
+    assert terminal_events(execaudit_capture) == [("pay", "invalid_request")]
+
+
+@pytest.mark.parametrize("request_, code", [
+    (["pay"], "invalid_request"),
+    ({"trace_id": TRACE_ID, "action_type": "pay now"}, "unsupported_action_type"),
+    ({"trace_id": TRACE_ID, "action_type": "pay", "params": [1]}, "invalid_request"),
+    ({"trace_id": TRACE_ID, "action_type": "pay", "params": {"when": object()}},
+     "invalid_request"),
+])
+def test_a_malformed_action_request_fails_with_one_terminal_event(execaudit_capture, request_,
+                                                                   code):
+    calls: list = []
+    result = Executor(adapters=recording_registry(calls)).run_action(request_, client_id=1)
+    assert result.status is ResultStatus.FAILED and result.error
+    assert calls == []
+    assert [error_code for _, error_code in terminal_events(execaudit_capture)] == [code]
+    assert len(execaudit_capture.events()) == 1  # and one OpenTelemetry log record
+    assert execaudit_capture.verify().ok
 
 
 def test_a_replay_must_repeat_the_same_action(execaudit_capture):
@@ -603,8 +626,6 @@ def test_hostile_inputs_get_the_package_errors(execaudit_capture):
         executor.run(pay_plan(), client_id=1, mode="bogus")
     with pytest.raises(PlanError, match="cannot run a int"):
         executor.run(123, client_id=1)
-    with pytest.raises(PlanError, match="mapping"):
-        executor.run_action(["pay"], client_id=1)
     with pytest.raises(ConfigurationError, match="arguments"):
         executor.run(lambda amount: amount, client_id=1, arguments=5)
     with pytest.raises(ConfigurationError, match="keywords"):

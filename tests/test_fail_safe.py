@@ -1,5 +1,5 @@
 """An execution's result (status, record, ledger entries) is the same whether the collector is
-up, refused, hanging or answering with errors (DESIGN.md, Invariant 1)."""
+up, refused, hanging or answering with errors (telemetry is never on the critical path)."""
 
 from __future__ import annotations
 

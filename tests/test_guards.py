@@ -84,8 +84,8 @@ def test_validation_is_not_required_for_a_dry_run(validated, passed):
 
 
 @pytest.mark.parametrize("validated, passed, allowed, says", [
-    (False, False, False, "LIVE execution requires prior validation (--validated)"),
-    (False, True, False, "LIVE execution requires prior validation (--validated)"),
+    (False, False, False, "LIVE execution requires a prior validation that passed (--validated --validation-passed)"),
+    (False, True, False, "LIVE execution requires a prior validation that passed (--validated --validation-passed)"),
     (True, False, False, "Validation did not pass (--validation-passed)"),
     (True, True, True, "Plan validated successfully"),
 ])
@@ -137,7 +137,7 @@ def test_dry_run_over_a_limit_passes_but_says_live_would_be_blocked():
 def test_live_over_a_limit_is_denied():
     verdict = ExecutionLimitsGuard().check(context(mode=LIVE, usage=used(orders=4)))
     assert verdict.passed is False and verdict.decision == "deny"
-    assert verdict.message == "Max orders limit reached: 4 used + 2 planned > 5"
+    assert verdict.message.startswith("Max orders limit reached: 4 used + 2 planned > 5. Counters restart at 00:00 UTC")
     assert verdict.details["scope"] == "client:1"
 
 
@@ -154,7 +154,7 @@ def test_the_default_one_action_per_acting_step_counts_against_an_actions_limit(
         {"name": "b", "action_type": "x", "side_effects": ["network"]}]})
     verdict = ExecutionLimitsGuard().check(context(plan=plan, mode=LIVE))
     assert verdict.decision == "deny"
-    assert verdict.message == "Max actions limit reached: 0 used + 2 planned > 1"
+    assert verdict.message.startswith("Max actions limit reached: 0 used + 2 planned > 1. Counters restart at 00:00 UTC")
 
 
 def test_explicit_maxima_override_the_plan_limits():
@@ -166,7 +166,7 @@ def test_explicit_maxima_override_the_plan_limits():
     by_name = ExecutionLimitsGuard(limits={"notional": 50})
     verdict = by_name.check(context(mode=LIVE))
     assert verdict.decision == "deny"
-    assert verdict.message == "Max notional limit reached: 0 used + 100 planned > 50"
+    assert verdict.message.startswith("Max notional limit reached: 0 used + 100 planned > 50. Counters restart at 00:00 UTC")
     notional = ExecutionLimitsGuard(max_notional_per_day=99, max_loss_per_day=1)
     assert notional.check(context(mode=LIVE, plan=UNLIMITED)).passed  # plan declares none
     assert notional.check(context(mode=LIVE)).decision == "deny"
@@ -181,7 +181,7 @@ def test_explicit_maxima_apply_to_a_plan_without_limits():
 def test_a_strategy_selects_limits_but_counts_against_the_tenants_day():
     verdict = ExecutionLimitsGuard().check(context(mode=LIVE, strategy_id="scalper"))
     assert verdict.decision == "deny"
-    assert verdict.message == "Max orders limit reached: 0 used + 2 planned > 1"
+    assert verdict.message.startswith("Max orders limit reached: 0 used + 2 planned > 1. Counters restart at 00:00 UTC")
     # Switching strategies must not reset a tenant's day: one scope per client.
     assert verdict.details["scope"] == "client:1"
 

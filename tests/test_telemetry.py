@@ -1,4 +1,5 @@
-"""Telemetry is never on the critical path (DESIGN.md, Invariants 1 and 7).
+"""Telemetry is never on the critical path (no exception escapes it, no wait is unbounded), and
+the application's global provider is never replaced unasked.
 
 Every broken collector here is a real peer on 127.0.0.1 built by the test: a refused port, a TCP
 server that accepts and never answers, an HTTP server answering 503, and a gRPC server answering
