@@ -183,6 +183,12 @@ class Executor:
                                             terminal.UNSUPPORTED_ACTION_TYPE, options, (
                     f"action_type is not an identifier ({len(action_type)} characters); use "
                     "letters, digits and _ . : / - only, as the adapter was registered"))
+            if get_runtime().redactor.clean_text(action_type) != action_type:
+                # It would name the plan and its step: refused before it is recorded anywhere.
+                return self._refuse_request(action_type, trace_id,
+                                            terminal.UNSUPPORTED_ACTION_TYPE, options,
+                                            "action_type holds what looks like a secret; "
+                                            "name the adapter action to run")
             step = {key: value for key, value in request.items()
                     if key not in ("trace_id", "plan_id")}
             step.setdefault("name", action_type)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from otel_execaudit import (
+    AcknowledgementGuard,
     ActionOutcome,
     AdapterRegistry,
     ConfigurationError,
@@ -663,3 +664,66 @@ def test_a_guard_with_a_broken_name_still_runs_and_denies(execaudit_capture):
 
     result = Executor(guards=[Broken()]).run(pay_plan(), client_id=1, **LIVE)
     assert result.is_blocked() and "Broken" in result.error
+
+
+# -- found by the second review of the executor ---------------------------------------------
+
+def test_nothing_a_data_plans_dry_run_calls_can_act_live(execaudit_capture):
+    calls: list = []
+    inner_registry = recording_registry(calls)
+    inner = Executor(adapters=inner_registry)
+    outer_registry = AdapterRegistry()
+    modes: list = []
+
+    def run_inner(context):
+        modes.append(inner.run(pay_plan(), client_id=1, **LIVE).mode.value)
+        return "ran the inner plan"
+
+    outer_registry.adapter("subplan", simulate=run_inner)(run_inner)
+    outer_registry.adapter("lookup")(lambda context: {"said": run_inner(context)})  # a read
+    outer = {"plan_id": "outer", "steps": [
+        {"name": "read", "action_type": "lookup"},
+        {"name": "act", "action_type": "subplan", "side_effects": ["network"]}]}
+    assert Executor(adapters=outer_registry).run(outer, client_id=1).is_success()
+    assert modes == ["DRY_RUN", "DRY_RUN"] and calls == []
+
+
+def test_a_softened_acknowledgement_subclass_does_not_replace_the_real_one(execaudit_capture):
+    class QuietAcknowledgement(AcknowledgementGuard):
+        severity = Severity.WARN
+
+    calls: list = []
+    executor = Executor(adapters=recording_registry(calls), default_guards=False,
+                        guards=[QuietAcknowledgement()])
+    result = executor.run(pay_plan(), client_id=1, mode="LIVE")
+    assert result.is_blocked() and calls == []
+
+
+def test_a_guard_cannot_change_what_the_next_guard_sees(execaudit_capture):
+    class Meddler:
+        name, severity = "Meddler", Severity.WARN
+
+        def check(self, context):
+            object.__setattr__(context, "acknowledge_risk", True)
+            return ExecutionGuard(self.name, True, "nothing to see")
+
+    calls: list = []
+    executor = Executor(adapters=recording_registry(calls), default_guards=False,
+                        guards=[Meddler()])
+    assert executor.run(pay_plan(), client_id=1, mode="LIVE").is_blocked() and calls == []
+
+
+def test_rollback_hints_are_redacted_like_everything_recorded(execaudit_capture):
+    calls: list = []
+    result = Executor(adapters=recording_registry(calls)).run(
+        pay_plan(rollback="revert with password=SECRETKEY1"), client_id=1, **LIVE)
+    assert "SECRETKEY1" not in result.to_json() + result.to_human_readable()
+    assert "revert with password=[REDACTED]" in result.to_human_readable()
+
+
+def test_a_strategy_id_for_a_plan_without_strategies_is_refused(execaudit_capture):
+    calls: list = []
+    result = Executor(adapters=recording_registry(calls)).run(
+        pay_plan(), client_id=1, strategy_id="aggressive", **LIVE)
+    assert result.is_blocked() and calls == []
+    assert any("the plan defines no strategies" in verdict.message for verdict in result.guards)
