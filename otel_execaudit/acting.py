@@ -37,7 +37,7 @@ from otel_execaudit.guards import ExecutionLimitsGuard
 from otel_execaudit.observer import describe_failure, is_cancellation
 from otel_execaudit.pinning import exact, function_plan_hash, qualified_name
 from otel_execaudit.plan_run import PlanRun
-from otel_execaudit.plans import Plan, PlanStep, _amounts, declared_effects
+from otel_execaudit.plans import Plan, PlanStep, amounts, declared_effects
 from otel_execaudit.records import ExecutionMode
 from otel_execaudit.results import ResultStatus
 
@@ -81,7 +81,7 @@ def acting(function: Callable[..., Any], name: str, side_effects: Iterable[Any],
             "once. Declare the effects on a plain or async function it calls.")
     spec = PlanStep(name=name, action_type=function.__qualname__,
                     side_effects=declared_effects(side_effects, f"step {name!r}"),
-                    consumes=_amounts(consumes, f"@step({name!r}): consumes"))
+                    consumes=amounts(consumes, f"@step({name!r}): consumes"))
     if not spec.side_effects:
         raise ConfigurationError(f"@step({name!r}, side_effects=[]) declares nothing; leave "
                                  "side_effects out for a step that only reads.")

@@ -28,8 +28,7 @@ from importlib import metadata
 from typing import Any, Callable, Iterable, Mapping
 
 from otel_execaudit.errors import AdapterError, PlanError
-from otel_execaudit.plans import DeclaredEffect, declared_effects
-from otel_execaudit.plans import _amounts as amounts
+from otel_execaudit.plans import DeclaredEffect, amounts, declared_effects
 from otel_execaudit.records import ExecutionMode, SideEffectCategory, frozen
 
 __all__ = ["ActionContext", "ActionOutcome", "Adapter", "AdapterRegistry", "adapter",

@@ -33,7 +33,8 @@ import yaml
 from otel_execaudit.errors import PlanError
 from otel_execaudit.records import SideEffectCategory, frozen, thawed
 
-__all__ = ["DeclaredEffect", "Plan", "PlanStep", "RollbackHint", "declared_effects", "load_plan"]
+__all__ = ["DeclaredEffect", "Plan", "PlanStep", "RollbackHint", "amounts", "declared_effects",
+           "load_plan"]
 
 DEFAULT_CONSUMPTION = {"actions": 1}  # what a step that acts counts against limits unless told
 ACTION_TYPE = re.compile(r"[A-Za-z0-9_.:/-]{1,128}")  # an identifier, as terminal events carry it
@@ -259,7 +260,7 @@ def _plan_from_mapping(data: Any, *, where: str) -> Plan:
         raise PlanError(f"{where}: strategies must map a strategy id to its limits.")
     return Plan(
         plan_id=plan_id, steps=parsed,
-        limits=_amounts(data.get("limits"), f"{where}: limits"),
+        limits=amounts(data.get("limits"), f"{where}: limits"),
         strategies=_strategies(strategies, where),
         description=_text(data.get("description") or "", f"{where}: description"))
 
@@ -268,7 +269,7 @@ def _strategies(data: Mapping[Any, Any], where: str) -> dict[str, dict[str, floa
     chosen = {}
     for key, value in data.items():
         strategy_id = _text(key, f"{where}: strategy id")  # YAML reads `42:` as a number
-        chosen[strategy_id] = _amounts(value, f"{where}: strategies.{strategy_id}")
+        chosen[strategy_id] = amounts(value, f"{where}: strategies.{strategy_id}")
     return chosen
 
 
@@ -305,7 +306,7 @@ def _step(data: Any, number: int, where: str, budget: list[int]) -> PlanStep:
         name=name, action_type=action_type, params=params,
         side_effects=declared_effects(data.get("side_effects") or (), where),
         rollback=_rollback(data.get("rollback"), where),
-        consumes=_amounts(data.get("consumes"), f"{where}: consumes"),
+        consumes=amounts(data.get("consumes"), f"{where}: consumes"),
         idempotency_key=None if key is None else _text(key, f"{where}: idempotency_key"),
         description=_text(data.get("description") or "", f"{where}: description"))
 
@@ -367,13 +368,19 @@ def _texts(data: Any, where: str) -> tuple[str, ...]:
     return tuple(_text(item, where) for item in data)
 
 
-def _amounts(data: Any, where: str) -> dict[str, float]:
+def amounts(data: Any, where: str) -> dict[str, float]:
+    """Counter amounts (limits, what a step consumes) checked: names to finite numbers >= 0.
+    Raises ``PlanError`` naming ``where``.
+
+    >>> amounts({"orders": 1, "notional": 50.5}, "step 'buy': consumes")
+    {'orders': 1, 'notional': 50.5}
+    """
     if data is None:
         return {}
     if not isinstance(data, Mapping):
         raise PlanError(f"{where} must map counter names to numbers, "
                         'for example {"orders": 10, "notional": 100000}.')
-    amounts = {}
+    counted = {}
     for name, value in data.items():
         counter = _text(name, f"{where} counter name")
         # Compared rather than passed to math.isfinite, which overflows on a huge int; NaN and
@@ -382,8 +389,8 @@ def _amounts(data: Any, where: str) -> dict[str, float]:
                 or not 0 <= value <= _MAX_AMOUNT:
             raise PlanError(f"{where}.{counter} must be a finite number >= 0 and at most "
                             f"{_MAX_AMOUNT:.0e}, not {_shown(value)}.")
-        amounts[counter] = value
-    return amounts
+        counted[counter] = value
+    return counted
 
 
 def _check_json(value: Any, where: str, budget: list[int], depth: int = 0) -> None:

@@ -34,9 +34,8 @@ SIDE_EFFECT_REVERSIBLE = "execaudit.side_effect.reversible"
 DETAILS = "execaudit.details"
 GUARD_NAME = "gen_ai.guardrail.name"
 GUARD_DECISION = "execaudit.guard.decision"  # allow, warn or deny
-GUARD_SEVERITY = "execaudit.guard.severity"
 GUARD_MESSAGE = "execaudit.guard.message"
-GUARD_STAGE = "execaudit.guard.stage"  # preflight, or recheck before a LIVE action
+GUARD_STAGE = "execaudit.guard.stage"  # preflight; recheck before a LIVE action; total
 
 # Span event names
 EVENT_STEP = "execaudit.step.{}"  # started, completed, failed, cancelled
