@@ -352,7 +352,11 @@ def _run_one(guard: Guard, context: GuardContext,
         severity = Severity(getattr(guard, "severity", Severity.DENY))
     except Exception:  # noqa: BLE001 - no readable severity: the strictest
         severity = Severity.DENY
-    outcome = _call_bounded(guard.check, context, timeout)
+    check = getattr(type(guard), "check", None)
+    if check in _OWN_CHECKS:  # the package's own: bounded already, so no thread to hand off to
+        outcome = _call_inline(check, guard, context)
+    else:
+        outcome = _call_bounded(guard.check, context, timeout)
     if not outcome:
         return ExecutionGuard(name, False, f"Guard did not answer within {timeout:g} s; "
                               "denied (guards fail closed)", {"timeout": timeout}), None
@@ -403,6 +407,14 @@ class _Worker:
 os.register_at_fork(after_in_child=_Worker.idle.clear)
 
 
+def _call_inline(check: Callable[[Any, GuardContext], Any], guard: Guard,
+                 context: GuardContext) -> list[Any]:
+    try:
+        return [check(guard, context)]
+    except Exception as error:  # noqa: BLE001 - fail closed; an interrupt goes on up
+        return [error]
+
+
 def _call_bounded(check: Callable[[GuardContext], Any], context: GuardContext,
                   timeout: float) -> list[Any]:
     """``[result]`` or ``[exception]`` of ``check(context)``, or ``[]`` past ``timeout``."""
@@ -423,6 +435,13 @@ def _call_bounded(check: Callable[[GuardContext], Any], context: GuardContext,
         worker = _Worker()
     worker.jobs.put(job)
     return outcome if done.wait(timeout) else []
+
+
+# Checks that cannot hang: pure, or reading the ledger, whose waits are bounded by its lock
+# timeout. A subclass that overrides check() is a guard of its own, run on a worker thread.
+_OWN_CHECKS = frozenset({TenantContextGuard.check, ValidationRequiredGuard.check,
+                         AcknowledgementGuard.check, ExecutionLimitsGuard.check,
+                         PlanPinGuard.check})
 
 
 def _number(value: float) -> str:

@@ -205,7 +205,12 @@ class Ledger:
         with self._lock:
             connection = self._usable_inserter().connection
             if self._pending:
-                self._commit_group(connection)
+                # Inside the open group this connection sees its own rows: flushing them is
+                # enough, and the group goes on (a commit each read would end every group).
+                try:
+                    self._flush_pending(connection)
+                except sqlite3.Error:
+                    self._commit_group(connection)  # reports the group lost, as a commit would
             return work(connection)
 
     def _stage(self, entry: dict[str, Any]) -> LedgerEntry:

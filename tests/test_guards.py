@@ -392,3 +392,35 @@ def test_a_verdict_cannot_be_changed_after_it_is_given():
     with pytest.raises(TypeError):
         verdict.details["maxima"]["orders"] = 10 ** 9
     assert verdict.to_dict()["decision"] == "allow"
+
+
+def test_the_packages_own_limits_guard_fails_closed_when_usage_cannot_be_read():
+    def unreadable():
+        raise OSError("disk I/O error")
+
+    (verdict,) = evaluate([ExecutionLimitsGuard(max_orders_per_day=5)],
+                          context(mode=LIVE, usage=unreadable))
+    assert verdict.decision == "deny" and "OSError" in verdict.message
+
+
+def test_an_interrupt_inside_the_packages_own_guard_is_not_swallowed():
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        evaluate([ExecutionLimitsGuard(max_orders_per_day=5)], context(usage=interrupted))
+
+
+def test_a_subclass_that_overrides_check_is_bounded_like_any_user_guard():
+    release = threading.Event()
+
+    class Stuck(TenantContextGuard):
+        def check(self, context):
+            release.wait(30)
+            return super().check(context)
+
+    try:
+        (verdict,) = evaluate([Stuck()], context(client_id=1), timeout=0.2)
+    finally:
+        release.set()
+    assert verdict.decision == "deny" and "did not answer within 0.2 s" in verdict.message
