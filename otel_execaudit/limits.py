@@ -36,6 +36,17 @@ _SCHEMA = (
     " amount REAL NOT NULL, content TEXT NOT NULL DEFAULT '', PRIMARY KEY (key, counter))",
     "CREATE INDEX IF NOT EXISTS limit_usage_by_scope ON limit_usage (scope, day, counter)",
 )
+# The day's totals, kept with every change to limit_usage in the same transaction, so that a
+# check reads a few rows however many actions the tenant took today (a sum over limit_usage
+# grows with them). Derived: it is rebuilt from limit_usage when missing (older ledgers).
+_TOTALS = (
+    "CREATE TABLE limit_totals (scope TEXT NOT NULL, day TEXT NOT NULL, counter TEXT NOT NULL,"
+    " amount REAL NOT NULL, PRIMARY KEY (scope, day, counter))",
+    "INSERT INTO limit_totals (scope, day, counter, amount)"
+    " SELECT scope, day, counter, SUM(amount) FROM limit_usage GROUP BY scope, day, counter",
+)
+_ADD = ("INSERT INTO limit_totals (scope, day, counter, amount) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (scope, day, counter) DO UPDATE SET amount = amount + excluded.amount")
 
 
 def today() -> str:
@@ -133,8 +144,7 @@ class LimitCounters:
         outcome: dict[str, Any] = {}
 
         def work(connection: sqlite3.Connection) -> Mapping[str, Any]:
-            for statement in _SCHEMA:
-                connection.execute(statement)
+            _ensure_schema(connection)
             earlier = connection.execute(
                 "SELECT counter, amount, scope, content FROM limit_usage WHERE key = ?",
                 (key,)).fetchall()
@@ -156,6 +166,8 @@ class LimitCounters:
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     [(key, name, scope, day, float(value), content)
                      for name, value in amounts.items()])
+                connection.executemany(_ADD, [(scope, day, name, float(value))
+                                              for name, value in amounts.items()])
             outcome.update(allowed=allowed, replayed=replayed, used=used, over=tuple(over),
                            conflict=conflict)
             return entry_for({"key": key, "scope": scope, "day": day, "allowed": allowed,
@@ -178,29 +190,45 @@ class LimitCounters:
         Example: ``counters.record("run-1:0#usage:0", "client:1", {"loss": 120.5}, entry_for)``
         """
         def work(connection: sqlite3.Connection) -> Mapping[str, Any]:
-            for statement in _SCHEMA:
-                connection.execute(statement)
-            earlier = connection.execute("SELECT day FROM limit_usage WHERE key = ? LIMIT 1",
-                                         (key,)).fetchone()
-            day = earlier[0] if earlier else today()
+            _ensure_schema(connection)
+            earlier = connection.execute(
+                "SELECT scope, day, counter, amount FROM limit_usage WHERE key = ?",
+                (key,)).fetchall()
+            day = earlier[0][1] if earlier else today()
+            connection.executemany(_ADD, [(row[0], row[1], row[2], -row[3]) for row in earlier])
             connection.execute("DELETE FROM limit_usage WHERE key = ?", (key,))
             connection.executemany(
                 "INSERT INTO limit_usage (key, counter, scope, day, amount) VALUES (?, ?, ?, ?, ?)",
                 [(key, name, scope, day, float(value)) for name, value in amounts.items()])
+            connection.executemany(_ADD, [(scope, day, name, float(value))
+                                          for name, value in amounts.items()])
             return entry_for({"key": key, "scope": scope, "day": day,
-                              "amounts": dict(amounts), "replaced": earlier is not None,
+                              "amounts": dict(amounts), "replaced": bool(earlier),
                               "used_after": _usage(connection, scope, day)})
 
         return self.ledger.transact(work)
 
 
+def _ensure_schema(connection: sqlite3.Connection) -> None:
+    """The tables, inside a write transaction; the totals built once from older ledgers."""
+    for statement in _SCHEMA:
+        connection.execute(statement)
+    if connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'"
+                          " AND name = 'limit_totals'").fetchone() is None:
+        for statement in _TOTALS:
+            connection.execute(statement)
+
+
 def _usage(connection: sqlite3.Connection, scope: str, day: str) -> dict[str, float]:
-    try:
-        rows = connection.execute(
-            "SELECT counter, SUM(amount) FROM limit_usage WHERE scope = ? AND day = ?"
-            " GROUP BY counter", (scope, day)).fetchall()
-    except sqlite3.OperationalError as error:
-        if "no such table" in str(error):  # nothing was ever consumed in this ledger
-            return {}
-        raise
-    return {counter: float(total) for counter, total in rows}
+    for query in ("SELECT counter, amount FROM limit_totals WHERE scope = ? AND day = ?",
+                  # a ledger whose totals are not built yet (nothing consumed since an upgrade)
+                  "SELECT counter, SUM(amount) FROM limit_usage WHERE scope = ? AND day = ?"
+                  " GROUP BY counter"):
+        try:
+            rows = connection.execute(query, (scope, day)).fetchall()
+        except sqlite3.OperationalError as error:
+            if "no such table" not in str(error):
+                raise
+            continue
+        return {counter: float(total) for counter, total in rows}
+    return {}  # nothing was ever consumed in this ledger

@@ -218,3 +218,31 @@ def test_two_processes_cannot_both_take_the_last_unit(tmp_path):
     assert sum(data["allowed"] for data in recorded) == MAXIMUM * ROUNDS
     report = otel_execaudit.verify(path)
     assert report.ok and report.entries == 2 * MAXIMUM * ROUNDS
+
+
+def test_the_days_totals_agree_with_every_consumption_and_report(ledger, counters):
+    counters.consume("a", "client:1", {"orders": 1, "notional": 50}, {}, entry_for)
+    counters.consume("a", "client:1", {"orders": 1, "notional": 50}, {}, entry_for)  # replay
+    counters.consume("b", "client:1", {"orders": 1}, {}, entry_for)
+    counters.record("b#usage:0", "client:1", {"loss": 30}, entry_for)
+    counters.record("b#usage:0", "client:1", {"loss": 45}, entry_for)  # replaced, not added
+    expected = {"orders": 2.0, "notional": 50.0, "loss": 45.0}
+    assert counters.usage("client:1") == expected
+    summed = ledger.read(lambda connection: dict(connection.execute(
+        "SELECT counter, SUM(amount) FROM limit_usage WHERE scope = 'client:1' GROUP BY counter")))
+    assert summed == expected
+
+
+def test_a_ledger_from_before_the_totals_table_is_counted_and_upgraded(tmp_path):
+    path = tmp_path / "old.db"
+    with Ledger(path) as old:
+        LimitCounters(old).consume("a", "client:1", {"orders": 3}, {}, entry_for)
+        old.transact(lambda connection: (connection.execute("DROP TABLE limit_totals"),
+                                         entry_for({"dropped": True}))[1])
+    with Ledger(path) as reopened:
+        counters = LimitCounters(reopened)
+        assert counters.usage("client:1") == {"orders": 3.0}  # summed from limit_usage
+        counters.consume("b", "client:1", {"orders": 1}, {}, entry_for)  # builds the totals
+        assert counters.usage("client:1") == {"orders": 4.0}
+        assert reopened.read(lambda connection: connection.execute(
+            "SELECT amount FROM limit_totals WHERE counter = 'orders'").fetchone()) == (4.0,)
