@@ -204,7 +204,8 @@ class AdapterRegistry:
                     raise AdapterError(
                         f"action_type {adapter.action_type!r} already has adapter "
                         f"{existing.name}; {adapter.name} cannot also register it. "
-                        "Use a distinct action_type or unregister the first.")
+                        "Use a distinct action_type, or load only one of the two (one "
+                        "--adapters module, or unregister the first).")
             self._adapters[adapter.action_type] = adapter
 
     def unregister(self, action_type: str) -> None:
@@ -287,10 +288,14 @@ def load_adapters(module: str) -> None:
             importlib.import_module(module)
     except AdapterError:
         raise
-    except Exception as error:
+    except (ModuleNotFoundError, FileNotFoundError) as error:
         raise AdapterError(
             f"cannot import adapters module {module!r}: {type(error).__name__}: {error}. "
             "Pass a dotted module name importable from here, or a path to a .py file.") from error
+    except Exception as error:  # found, and its own code failed
+        raise AdapterError(
+            f"adapters module {module!r} raised while it was imported: "
+            f"{type(error).__name__}: {error}. Fix the module.") from error
 
 
 def _origin(function: Any) -> tuple[Any, ...]:

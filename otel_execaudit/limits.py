@@ -154,7 +154,8 @@ class LimitCounters:
                     name: float(value) for name, value in amounts.items()}
                     or {row[3] for row in earlier} != {content}):
                 conflict = (f"idempotency key {key!r} was already consumed for another tenant, "
-                            "other amounts or another action; give this step a key of its own")
+                            "other amounts or another action; give this step a key of its own "
+                            "(its idempotency_key), or run with a new execution id")
             replayed = bool(earlier) and conflict is None
             used = _usage(connection, scope, day)
             over = [] if replayed or conflict else exceeded(used, amounts, maxima,

@@ -164,7 +164,8 @@ def _open_read_only(path: pathlib.Path) -> sqlite3.Connection:
         raise
     if identity == "empty":
         connection.close()
-        raise NotALedgerError(f"{path} is an empty SQLite database, not an otel-execaudit ledger.")
+        raise NotALedgerError(f"{path} is an empty SQLite database, not an otel-execaudit ledger; "
+                              "check the path.")
     return connection
 
 

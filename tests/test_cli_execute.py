@@ -425,6 +425,7 @@ def test_an_adapters_module_that_raises_on_import_exits_1_naming_the_error(works
         sys.modules.pop("cliexec_bad_adapters", None)
     assert result.exit_code == 1, result.output
     assert "needs the exchange SDK" in result.stderr and "Traceback" not in result.output
+    assert "raised while it was imported" in result.stderr and "Fix the module" in result.stderr
 
 
 def test_the_dry_run_hint_repeats_the_options_that_matter(workspace):
