@@ -65,10 +65,13 @@ def stale(result) -> bool:
 
 
 def test_softening_a_guard_to_a_warning_makes_a_pinned_plan_stale(execaudit_capture):
-    guard = MaxQuantity(5)
+    class Softenable(MaxQuantity):
+        pass
+
+    guard = Softenable(5)
     executor = Executor(adapters=noop_registry(), guards=[guard])
     pinned = executor.run(order_plan(), client_id=1).plan_hash
-    guard.severity = Severity.WARN
+    Softenable.severity = Severity.WARN  # on the class: the instance's attributes are unchanged
     assert stale(executor.run(order_plan(), client_id=1, plan_hash=pinned, **LIVE))
 
 
