@@ -6,7 +6,8 @@ same work costs: a root span, a span per step, the four seed guards' checks call
 as a span of its own (preflight, and again before each LIVE step), and the adapter call, through
 the same exporter. What the baseline lacks is exactly the executor's work: the ledger entries,
 the atomic limit consumption, guard timeouts (a thread per evaluation), terminal events, plan
-hashing and the result. Also timed: the plan hash of a code-first plan.
+hashing and the result. Also timed: the plan hash of a code-first plan, and a limit check
+after 1 and after 10,000 consumptions of the day (it must not grow with them).
 
 The issue names no number for the executor, so this reports and sets no floor.
 
@@ -30,7 +31,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import otel_execaudit
 from otel_execaudit import AdapterRegistry, Executor, plan, step
 from otel_execaudit.guards import GuardContext, default_guards
+from otel_execaudit.ledger import Ledger
+from otel_execaudit.limits import LimitCounters
 from otel_execaudit.plans import load_plan
+from otel_execaudit.records import timestamp_now
 
 LIVE = {"mode": "LIVE", "acknowledge_risk": True, "validated": True, "validation_passed": True}
 
@@ -126,6 +130,7 @@ def main() -> None:
         hashing = timed(lambda: executor.plan_hash(code_first, client_id=1,
                                                    arguments=("BTCUSDT",)), arguments.runs)
         otel_execaudit.shutdown()
+        checks = limit_checks(Path(directory) / "limits.db", arguments.runs)
     provider.shutdown()
 
     print(f"{arguments.steps} acting steps per run, medians of 5 interleaved rounds of "
@@ -135,6 +140,29 @@ def main() -> None:
         print(f"{label:<9}{ours * 1e3:>10.2f}ms{plain * 1e3:>11.2f}ms{ratio:>8.1f}"
               f"{ours / arguments.steps * 1e6:>10.0f}µs")
     print(f"code-first plan hash: {hashing * 1e6:.0f} µs")
+    print("limit check (a tenant's usage today): " + ", ".join(
+        f"{seconds * 1e6:.0f} µs after {count:,} consumption{'s' * (count > 1)}"
+        for count, seconds in checks))
+
+
+def limit_checks(path: Path, runs: int) -> list[tuple[int, float]]:
+    """What reading a tenant's usage costs after 1 and after 10,000 consumptions that day:
+    the check every limits guard makes before each LIVE action."""
+    ledger = Ledger(path)
+    counters, results, consumed = LimitCounters(ledger), [], 0
+
+    def entry_for(data: dict) -> dict:
+        return {"kind": "limits.consumed", "ts": timestamp_now(), "execution_id": "bench",
+                "plan_id": "bench", "trace_id": None, "span_id": None, "data": data}
+
+    for count in (1, 10_000):
+        while consumed < count:
+            counters.consume(f"bench:{consumed}", "client:1", {"orders": 1, "notional": 50},
+                             {}, entry_for)
+            consumed += 1
+        results.append((count, timed(lambda: counters.usage("client:1"), runs * 10)))
+    ledger.close()
+    return results
 
 
 if __name__ == "__main__":

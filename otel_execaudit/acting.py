@@ -175,7 +175,6 @@ class FunctionRun(PlanRun):
         # keys each action's limit consumption, so no two actions of a run share a key.
         self._numbers = itertools.count()
         self._simulated: list[PlanStep] = []  # in DRY_RUN: the actions it would have taken
-        self._denied = False  # whether this run's gate stopped an action (GuardDeniedError)
         super().__init__(executor, Plan(plan_id or getattr(function, "__name__", "plan"), ()),
                          *options)
 
@@ -194,8 +193,8 @@ class FunctionRun(PlanRun):
         try:
             self.value = self.body(*self.arguments, **self.keywords)
         except Exception as error:  # noqa: BLE001 - recorded with its traceback
-            if isinstance(error, GuardDeniedError) and self._denied:
-                return  # recorded (BLOCKED, or a step skipped after a failure) by before()
+            if isinstance(error, GuardDeniedError) and self.status is not ResultStatus.SUCCESS:
+                return  # the gate's own: recorded (BLOCKED, or skipped after a failure)
             if self.status is ResultStatus.SUCCESS:  # the plan's own code failed, no action:
                 failure = describe_failure(self.redactor, error)  # redacted, never raises
                 self.status = ResultStatus.FAILED
@@ -230,14 +229,12 @@ class FunctionRun(PlanRun):
         self._declare(spec, step)
         if self.status is not ResultStatus.SUCCESS:  # an earlier action failed: stop here
             self._emit(spec, spec.action_type, terminal.SKIPPED)
-            self._denied = True
             raise GuardDeniedError(f"step {spec.name!r} not run: {self.error}")
         observer = self.observer
         assert observer is not None
         key = f"{observer.execution_id}:{next(self._numbers)}"
         if not self._recheck(step._handle, step.index, spec, spec.action_type, key,
                              self._call_content(spec, arguments, keywords)):
-            self._denied = True
             raise GuardDeniedError(f"step {spec.name!r} not run: {self.error}")
 
     def _call_content(self, spec: PlanStep, arguments: tuple[Any, ...],

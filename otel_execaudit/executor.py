@@ -183,7 +183,7 @@ class Executor:
                                             terminal.UNSUPPORTED_ACTION_TYPE, options, (
                     f"action_type is not an identifier ({len(action_type)} characters); use "
                     "letters, digits and _ . : / - only, as the adapter was registered"))
-            if get_runtime().redactor.clean_text(action_type) != action_type:
+            if terminal.withheld(action_type):
                 # It would name the plan and its step: refused before it is recorded anywhere.
                 return self._refuse_request(action_type, trace_id,
                                             terminal.UNSUPPORTED_ACTION_TYPE, options,

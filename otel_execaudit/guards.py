@@ -437,8 +437,9 @@ def _call_bounded(check: Callable[[GuardContext], Any], context: GuardContext,
     return outcome if done.wait(timeout) else []
 
 
-# Checks that cannot hang: pure, or reading the ledger, whose waits are bounded by its lock
-# timeout. A subclass that overrides check() is a guard of its own, run on a worker thread.
+# Checks that cannot hang: pure, or reading the ledger, whose reads wait at most its lock
+# timeout (Ledger.read). A subclass that overrides check() is a guard of its own, run on a
+# worker thread.
 _OWN_CHECKS = frozenset({TenantContextGuard.check, ValidationRequiredGuard.check,
                          AcknowledgementGuard.check, ExecutionLimitsGuard.check,
                          PlanPinGuard.check})

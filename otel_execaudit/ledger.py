@@ -201,8 +201,11 @@ class Ledger:
 
     def read(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run the read-only ``work(connection)`` on the ledger's connection and return its
-        result; it sees everything appended so far. Example: ``ledger.read(count_rows)``."""
-        with self._lock:
+        result; it sees everything appended so far. Waits at most ``lock_timeout`` for the
+        ledger (a guard reads limits through it), then raises ``LedgerWriteError``.
+        Example: ``ledger.read(count_rows)``."""
+        self._acquire("read")
+        try:
             connection = self._usable_inserter().connection
             if self._pending:
                 # Inside the open group this connection sees its own rows: flushing them is
@@ -212,6 +215,8 @@ class Ledger:
                 except sqlite3.Error:
                     self._commit_group(connection)  # reports the group lost, as a commit would
             return work(connection)
+        finally:
+            self._lock.release()
 
     def _stage(self, entry: dict[str, Any]) -> LedgerEntry:
         """Give ``entry`` its place at the tail of the open group; the row waits in memory."""
@@ -299,15 +304,18 @@ class Ledger:
         """Commit pending entries and close the file; idempotent. Example: ``ledger.close()``."""
         self._close(lock_timeout=-1)
 
-    def _acquire(self) -> None:
+    def _acquire(self, purpose: str = "write") -> None:
         """Take the ledger's lock, waiting at most ``lock_timeout``: at interpreter exit a daemon
-        thread frozen by the interpreter can hold it forever, and a write must fail, not hang."""
+        thread frozen by the interpreter can hold it forever, and a write (or a guard's read)
+        must fail, not hang."""
         if self._closed:
-            raise LedgerWriteError(f"ledger {self.path} is closed; open a new Ledger to append.")
+            raise LedgerWriteError(f"ledger {self.path} is closed; open a new Ledger to "
+                                   f"{'append' if purpose == 'write' else purpose}.")
         if not self._lock.acquire(timeout=self.lock_timeout):
             raise LedgerWriteError(
-                f"cannot write ledger {self.path}: its lock was held for more than "
-                f"{self.lock_timeout:g} s (is the interpreter exiting?). Nothing was appended.")
+                f"cannot {purpose} ledger {self.path}: its lock was held for more than "
+                f"{self.lock_timeout:g} s (is the interpreter exiting?). Nothing was "
+                f"{'appended' if purpose == 'write' else 'changed'}.")
 
     # -- groups ---------------------------------------------------------------------------------
 

@@ -180,7 +180,6 @@ class LimitCounters:
         return Consumption(outcome["allowed"], outcome["replayed"], outcome["used"],
                            outcome["over"], entry, outcome["conflict"])
 
-
     def record(self, key: str, scope: str, amounts: Mapping[str, float],
                entry_for: Callable[[dict[str, Any]], Mapping[str, Any]]) -> LedgerEntry:
         """Count ``amounts`` that an action turned out to use (a realised loss) for ``scope``,

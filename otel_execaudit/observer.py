@@ -317,8 +317,6 @@ class ExecutionObserver:
         the terminal events of actions a security escalation cut short. Events of the run
         itself go through ``record``, which refuses an execution that has ended."""
         with self._lock:
-            if not self.ended:
-                return self.record(kind, data)
             return self._append(kind, self.trace_id, self.span_id,
                                 self.redactor.clean(dict(data)))
 

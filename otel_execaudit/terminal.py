@@ -24,7 +24,7 @@ from otel_execaudit.records import timestamp_now
 from otel_execaudit.redaction import Redactor
 from otel_execaudit.telemetry import emit_event
 
-__all__ = ["EVENT_NAME", "LEDGER_KIND", "PRODUCT", "TerminalEvent", "emit"]
+__all__ = ["EVENT_NAME", "LEDGER_KIND", "PRODUCT", "TerminalEvent", "emit", "withheld"]
 
 EVENT_NAME = "execaudit.action.terminal"
 LEDGER_KIND = "action.terminal"
@@ -108,6 +108,12 @@ def emit(event: TerminalEvent, *, record: Any = None, telemetry: Any = None) -> 
 def _identity(event: TerminalEvent) -> dict[str, Any]:
     return {"action_type": event.action_type, "status": event.status,
             "error_code": event.error_code}
+
+
+def withheld(name: str) -> bool:
+    """Whether a terminal event would replace ``name`` (not an identifier, or holding a
+    secret's known form). Example: ``withheld("password:hunter2")`` is True."""
+    return _bounded(name) != name
 
 
 def _bounded(name: str | None) -> str | None:

@@ -12,9 +12,7 @@ from otel_execaudit.executor import Executor
 from otel_execaudit.guards import ExecutionGuard, ExecutionLimitsGuard, Severity, default_guards
 from otel_execaudit.limits import LimitCounters
 from otel_execaudit.results import ResultStatus
-
-LIVE = {"mode": "LIVE", "validated": True, "validation_passed": True, "acknowledge_risk": True}
-TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+from tests.executor_options import LIVE, TRACE_ID
 
 
 class Exchange:

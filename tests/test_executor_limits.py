@@ -16,9 +16,7 @@ from otel_execaudit import (
     step,
 )
 from otel_execaudit.limits import LimitCounters
-
-LIVE = {"mode": "LIVE", "validated": True, "validation_passed": True, "acknowledge_risk": True}
-TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+from tests.executor_options import LIVE, TRACE_ID
 
 
 def usage(capture, client_id: int = 1) -> dict[str, float]:

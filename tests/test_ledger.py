@@ -358,3 +358,15 @@ def test_default_ledger_path(monkeypatch, tmp_path):
     monkeypatch.delenv("EXECAUDIT_LEDGER")
     monkeypatch.chdir(tmp_path)
     assert default_ledger_path() == tmp_path / ".execaudit" / "ledger.db"
+
+
+def test_a_read_waits_at_most_the_lock_timeout(tmp_path):
+    ledger = Ledger(tmp_path / "l.db", lock_timeout=0.2)
+    ledger._lock.acquire()  # a thread stuck inside the ledger
+    try:
+        with pytest.raises(LedgerWriteError, match="cannot read ledger .* held for more than 0.2 s"):
+            ledger.read(lambda connection: connection.execute("SELECT 1").fetchone())
+    finally:
+        ledger._lock.release()
+    assert ledger.read(lambda connection: connection.execute("SELECT 1").fetchone()) == (1,)
+    ledger.close()

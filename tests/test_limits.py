@@ -246,3 +246,23 @@ def test_a_ledger_from_before_the_totals_table_is_counted_and_upgraded(tmp_path)
         assert counters.usage("client:1") == {"orders": 4.0}
         assert reopened.read(lambda connection: connection.execute(
             "SELECT amount FROM limit_totals WHERE counter = 'orders'").fetchone()) == (4.0,)
+
+
+def test_the_limits_guard_on_a_stuck_ledger_denies_within_its_lock_timeout(tmp_path):
+    from otel_execaudit.guards import GuardContext, evaluate
+    from otel_execaudit.plans import load_plan
+    from otel_execaudit.records import ExecutionMode
+
+    stuck = Ledger(tmp_path / "stuck.db", lock_timeout=0.2)
+    counters = LimitCounters(stuck)
+    plan = load_plan({"plan_id": "p", "limits": {"orders": 5}, "steps": [
+        {"name": "buy", "action_type": "place_order", "side_effects": ["network"]}]})
+    context = GuardContext(plan=plan, mode=ExecutionMode.LIVE, client_id=1,
+                           usage=lambda: counters.usage("client:1"))
+    stuck._lock.acquire()  # the guard runs inline: only the ledger's own bound stops the wait
+    try:
+        (verdict,) = evaluate([otel_execaudit.ExecutionLimitsGuard()], context, timeout=60)
+    finally:
+        stuck._lock.release()
+        stuck.close()
+    assert verdict.decision == "deny" and "held for more than 0.2 s" in verdict.message

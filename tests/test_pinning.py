@@ -17,8 +17,7 @@ from otel_execaudit import (
     step,
 )
 from otel_execaudit.adapters import load_adapters
-
-LIVE = {"mode": "LIVE", "validated": True, "validation_passed": True, "acknowledge_risk": True}
+from tests.executor_options import LIVE
 
 
 class MaxQuantity:
@@ -75,22 +74,19 @@ def test_softening_a_guard_to_a_warning_makes_a_pinned_plan_stale(execaudit_capt
     assert stale(executor.run(order_plan(), client_id=1, plan_hash=pinned, **LIVE))
 
 
-def test_changing_a_guards_private_setting_makes_a_pinned_plan_stale(execaudit_capture):
-    guard = MaxQuantity(5)
+@pytest.mark.parametrize("guard, setting, changed", [
+    (MaxQuantity(5), "_limit", 1_000_000),  # a private attribute
+    (Slotted(3), "limit", 4),  # a slot: no __dict__ for the hash to read
+])
+def test_changing_a_guards_setting_makes_a_pinned_plan_stale(execaudit_capture, guard, setting,
+                                                            changed):
     executor = Executor(adapters=noop_registry(), guards=[guard])
     pinned = executor.run(order_plan(), client_id=1).plan_hash
-    guard._limit = 1_000_000
+    original = getattr(guard, setting)
+    setattr(guard, setting, changed)
     assert stale(executor.run(order_plan(), client_id=1, plan_hash=pinned, **LIVE))
-    guard._limit = 5
+    setattr(guard, setting, original)
     assert executor.run(order_plan(), client_id=1, plan_hash=pinned, **LIVE).is_success()
-
-
-def test_a_guard_of_slots_is_pinned_by_its_slots(execaudit_capture):
-    guard = Slotted(3)
-    executor = Executor(adapters=noop_registry(), guards=[guard])
-    pinned = executor.run(order_plan(), client_id=1).plan_hash
-    guard.limit = 4
-    assert stale(executor.run(order_plan(), client_id=1, plan_hash=pinned, **LIVE))
 
 
 def test_an_adapter_whose_code_changed_makes_a_pinned_plan_stale(execaudit_capture, tmp_path):

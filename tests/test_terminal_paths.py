@@ -9,17 +9,17 @@ import pytest
 from otel_execaudit import (
     ActionOutcome,
     AdapterRegistry,
+    ExecutionGuard,
     Executor,
     GuardDeniedError,
     LedgerWriteError,
     SecuritySnapshot,
     SecurityState,
+    Severity,
     step,
 )
 from otel_execaudit.results import ResultStatus
-
-LIVE = {"mode": "LIVE", "validated": True, "validation_passed": True, "acknowledge_risk": True}
-TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+from tests.executor_options import LIVE, TRACE_ID
 
 
 def ledger_events(capture) -> list[tuple[str | None, str | None]]:
@@ -120,15 +120,24 @@ def test_a_guard_denial_raised_by_the_plan_itself_is_a_failure_not_a_success(
 
 
 def test_a_code_first_action_denied_by_the_gate_is_blocked_not_failed(execaudit_capture):
+    class ClosedMarket:  # allows the plan, denies each action just before it acts
+        name, severity = "ClosedMarket", Severity.DENY
+
+        def check(self, context):
+            return ExecutionGuard(self.name, context.step is None, "market closed")
+
+    placed: list = []
+
     @step("order", side_effects=["network"])
     def order():
-        return "placed"
+        placed.append("order")
 
     def trade():
         order()
 
-    result = Executor().run(trade, client_id=1, mode="LIVE", acknowledge_risk=True)
-    assert result.is_blocked()  # not validated: denied at the preflight, as before
+    result = Executor(guards=[ClosedMarket()]).run(trade, client_id=1, **LIVE)
+    assert result.is_blocked() and placed == []
+    assert [event[1] for event in ledger_events(execaudit_capture)] == ["guard_denied"]
 
 
 @pytest.mark.parametrize("action_type, shown", [
