@@ -15,7 +15,7 @@ execution's, so that nothing nested can be more LIVE than the run it belongs to:
     >>> @step("place order", side_effects=[{"category": "network", "reversible": False}])
     ... def place_order(symbol):
     ...     raise AssertionError("never called in a dry run")
-    >>> with execution("buy") as ex:       # DRY_RUN unless asked otherwise
+    >>> with execution("buy", mode="DRY_RUN") as ex:
     ...     place_order("BTCUSDT") is None
     True
     >>> otel_execaudit.shutdown()
@@ -228,6 +228,9 @@ class FunctionRun(PlanRun):
                keywords: Mapping[str, Any]) -> None:
         self._declare(spec, step)
         if self.status is not ResultStatus.SUCCESS:  # an earlier action failed: stop here
+            self.actions.append(self._not_run(step.index, spec, "skipped",
+                                              f"an earlier step stopped the run ({self.error})",
+                                              spec.action_type))
             self._emit(spec, spec.action_type, terminal.SKIPPED)
             raise GuardDeniedError(f"step {spec.name!r} not run: {self.error}")
         observer = self.observer

@@ -5,13 +5,15 @@ what it changed) and returns an :class:`ActionOutcome`, a mapping of result deta
 
     >>> from otel_execaudit.adapters import AdapterRegistry, ActionOutcome
     >>> registry = AdapterRegistry()
-    >>> @registry.adapter("place_order")
+    >>> @registry.adapter("place_order", side_effects=["network"])
     ... def place_order(context):
-    ...     context.side_effect("network", f"order for {context.params['symbol']}",
-    ...                         reversible=False)
+    ...     context.side_effect("network", f"order for {context.params['symbol']}")
     ...     return ActionOutcome.success("order placed", order_id="o-1")
-    >>> registry.get("place_order").name
-    'otel_execaudit.adapters.place_order'
+    >>> @registry.adapter("fetch_quote", read_only=True)  # the only kind that runs in DRY_RUN
+    ... def fetch_quote(context):
+    ...     return {"price": 50_000}
+    >>> registry.get("place_order").name, registry.get("fetch_quote").read_only
+    ('otel_execaudit.adapters.place_order', True)
 
 The module-level :func:`adapter` registers into the default registry, which also loads adapters
 published by installed packages under the ``otel_execaudit.adapters`` entry-point group.
@@ -44,6 +46,9 @@ _ERROR_CODE = re.compile(r"(?=.{1,64}\Z)[a-z]+(?:_(?:[a-z]+|[0-9]{1,4}))*")
 class ActionOutcome:
     """What an adapter reports: success, or an explicit failure with an ``error_code``.
 
+    Build one with :meth:`success` or :meth:`failure`; an adapter may also return a mapping of
+    result details (a success) or None (a success with nothing to add).
+
     >>> ActionOutcome.failure("insufficient_funds", "balance below order notional").ok
     False
     """
@@ -54,15 +59,61 @@ class ActionOutcome:
     error_code: str | None = None
 
     def __post_init__(self) -> None:
+        if type(self.ok) is not bool:
+            raise AdapterError(f"ActionOutcome(ok, result='', details={{}}, error_code=None): "
+                               f"ok must be True or False, not {type(self.ok).__name__}; use "
+                               "ActionOutcome.success(...) or ActionOutcome.failure(...).")
+        if not isinstance(self.result, str):
+            raise AdapterError(f"ActionOutcome: result is a sentence for the report (a str), "
+                               f"not {type(self.result).__name__}; put data in the details, "
+                               'for example ActionOutcome.success("placed", order_id="o-1").')
+        if not isinstance(self.details, Mapping):
+            raise AdapterError("ActionOutcome: details must be a mapping of names to values, "
+                               f"not {type(self.details).__name__}.")
+        if not self.ok and not (isinstance(self.error_code, str)
+                                and _ERROR_CODE.fullmatch(self.error_code)):
+            raise AdapterError(
+                "ActionOutcome.failure(error_code, result='', **details): error_code must be a "
+                "short snake_case code such as 'insufficient_funds' or 'http_429' (it goes "
+                "into terminal events, which carry no free text); put the explanation in "
+                f"result. Got {_quoted(self.error_code)}.")
         object.__setattr__(self, "details", frozen(self.details))
 
     @classmethod
     def success(cls, result: str = "", **details: Any) -> ActionOutcome:
+        """The action was performed: ``result`` says what happened, in words, for the report;
+        ``details`` are recorded with the step (redacted and bounded).
+
+        >>> outcome = ActionOutcome.success("order placed", order_id="o-1", filled=0.5)
+        >>> outcome.ok, outcome.result, dict(outcome.details)
+        (True, 'order placed', {'order_id': 'o-1', 'filled': 0.5})
+        """
         return cls(True, result, details)
 
     @classmethod
     def failure(cls, error_code: str, result: str = "", **details: Any) -> ActionOutcome:
-        return cls(False, result or error_code, details, error_code)
+        """The action did not succeed: ``error_code`` is a short snake_case code (it is what
+        terminal events and dashboards count), ``result`` the explanation for people.
+
+        >>> outcome = ActionOutcome.failure("http_429", "venue rate limit", retry_after_s=2)
+        >>> outcome.ok, outcome.error_code, outcome.result
+        (False, 'http_429', 'venue rate limit')
+        >>> ActionOutcome.failure("Rate limited!")
+        Traceback (most recent call last):
+        ...
+        otel_execaudit.errors.AdapterError: ActionOutcome.failure(error_code, result='', **details): error_code must be a short snake_case code such as 'insufficient_funds' or 'http_429' (it goes into terminal events, which carry no free text); put the explanation in result. Got a str of 13 characters.
+        """
+        return cls(False, result or error_code if isinstance(error_code, str) else result,
+                   details, error_code)
+
+
+def _quoted(value: Any) -> str:
+    """A bad argument, described without echoing it: it may be free text holding a secret."""
+    if value is None:
+        return "None"
+    if isinstance(value, str):
+        return f"a str of {len(value)} characters"
+    return f"a {type(value).__name__}"
 
 
 class ActionContext:
@@ -97,8 +148,9 @@ class ActionContext:
         return self.mode is ExecutionMode.LIVE
 
     def side_effect(self, category: SideEffectCategory | str, description: str,
-                    reversible: bool = True, **details: Any) -> None:
-        """Report a change this action made to the world (recorded in ledger and span)."""
+                    reversible: bool = False, **details: Any) -> None:
+        """Report a change this action made to the world (recorded in ledger and span);
+        irreversible unless ``reversible=True``."""
         self._record_effect(category, description, reversible, details)
 
     def event(self, name: str, **details: Any) -> None:
@@ -122,14 +174,16 @@ Consumes = Callable[[Mapping[str, Any]], Mapping[str, float]] | Mapping[str, flo
 class Adapter:
     """A registered adapter: its ``action_type``, the function, an optional simulator that
     says what the action would do in DRY_RUN (used instead of calling the function), the side
-    effects it may have whatever a plan declares, and what each call ``consumes`` of the daily
-    limits (a mapping, or a function of the step's params)."""
+    effects it may have whatever a plan declares, what each call ``consumes`` of the daily
+    limits (a mapping, or a function of the step's params), and whether it only reads
+    (``read_only``: the one thing that lets a step run for real in DRY_RUN)."""
 
     action_type: str
     function: Callable[[ActionContext], Any]
     simulator: Callable[[ActionContext], str] | None = None
     side_effects: tuple[DeclaredEffect, ...] = ()
     consumes: Consumes = None
+    read_only: bool = False
 
     def consumption(self, params: Mapping[str, Any]) -> dict[str, float]:
         """What one call with ``params`` counts against limits, by the adapter's own reckoning.
@@ -166,13 +220,16 @@ class AdapterRegistry:
     def adapter(self, action_type: str, *,
                 simulate: Callable[[ActionContext], str] | None = None,
                 side_effects: Iterable[Any] = (), consumes: Consumes = None,
+                read_only: bool = False,
                 ) -> Callable[[Callable[[ActionContext], Any]], Callable[[ActionContext], Any]]:
         """Register the decorated function for ``action_type``; returns the function unchanged.
 
+        An adapter's effects are unknown, so every step it runs acts (simulated in DRY_RUN,
+        guarded and counted in LIVE), unless it declares ``read_only=True``: then the steps
+        that declare no effect of their own run for real in both modes (a quote, a lookup).
         ``simulate(context) -> str`` describes what the action would do, for DRY_RUN reports.
-        ``side_effects`` are what the adapter may change, as in a plan step: every step it runs
-        then acts (simulated in DRY_RUN, guarded in LIVE) even if its plan or request declares
-        nothing. ``consumes`` is what one call counts against limits, a mapping or a function
+        ``side_effects`` are what the adapter may change, as in a plan step, added to what
+        its plan or request declares. ``consumes`` is what one call counts against limits, a mapping or a function
         of the params (``lambda params: {"notional": params["quantity"] * params["price"]}``):
         a step counts the larger of that and what the plan declares, so that a plan cannot
         under-declare what its adapter spends.
@@ -181,6 +238,11 @@ class AdapterRegistry:
             raise AdapterError("an adapter needs a non-empty action_type, "
                                'for example @adapter("place_order").')
         where = f"@adapter({action_type!r})"
+        if type(read_only) is not bool:
+            raise AdapterError(f"{where}: read_only must be True or False.")
+        if read_only and side_effects:
+            raise AdapterError(f"{where}: an adapter that declares read_only=True cannot "
+                               "declare side_effects too; drop one of the two.")
         try:
             declared = declared_effects(side_effects, where)
             if consumes is not None and not callable(consumes):
@@ -191,7 +253,8 @@ class AdapterRegistry:
         def register(function: Callable[[ActionContext], Any]) -> Callable[[ActionContext], Any]:
             if not callable(function):
                 raise AdapterError(f"{where} must decorate a function.")
-            self.register(Adapter(action_type, function, simulate, declared, consumes))
+            self.register(Adapter(action_type, function, simulate, declared, consumes,
+                                  read_only))
             return function
 
         return register
@@ -245,6 +308,7 @@ default_registry = AdapterRegistry(entry_points=True)
 
 def adapter(action_type: str, *, simulate: Callable[[ActionContext], str] | None = None,
             side_effects: Iterable[Any] = (), consumes: Consumes = None,
+            read_only: bool = False,
             ) -> Callable[[Callable[[ActionContext], Any]], Callable[[ActionContext], Any]]:
     """Register the decorated function as the adapter for ``action_type`` (default registry);
     the options as for ``AdapterRegistry.adapter``.
@@ -257,7 +321,7 @@ def adapter(action_type: str, *, simulate: Callable[[ActionContext], str] | None
     >>> default_registry.unregister("doc_example_send_email")
     """
     return default_registry.adapter(action_type, simulate=simulate, side_effects=side_effects,
-                                    consumes=consumes)
+                                    consumes=consumes, read_only=read_only)
 
 
 def load_adapters(module: str) -> None:

@@ -32,6 +32,7 @@ from otel_execaudit.errors import (
     NotALedgerError,
 )
 from otel_execaudit.ledger import default_ledger_path
+from otel_execaudit.logs import set_level
 from otel_execaudit.records import ExecutionRecord, ExecutionStatus, StepEventType
 from otel_execaudit.verify import VerifyReport, verify
 
@@ -46,13 +47,80 @@ _EVENT_MARK = {StepEventType.COMPLETED: "[green]✓[/]", StepEventType.FAILED: "
                StepEventType.CANCELLED: "[yellow]○[/]", StepEventType.STARTED: "·"}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+EXIT_USAGE = 64  # sysexits' EX_USAGE: apart from every status a command reports
+
+
+@contextmanager
+def _usage_errors(as_json: bool) -> Iterator[None]:
+    """A usage error (an unknown option, a missing argument, a bad choice) exits 64 from every
+    command: click's own 2 would read as "not a ledger" from verify and as "changes pending"
+    from execute. With --json, stdout carries it as a JSON document too."""
+    try:
+        yield
+    except click.UsageError as error:
+        error.exit_code = EXIT_USAGE
+        if as_json:
+            click.echo(json.dumps(error_document("UsageError", error.format_message()),
+                                  indent=2))
+        raise
+
+
+def error_document(error_type: str, message: str) -> dict[str, Any]:
+    """What ``--json`` prints when a command could not run: bad input, a usage error.
+    Its format is ``otel-execaudit.error/1`` (docs/result-format.md)."""
+    return {"format": "otel-execaudit.error/1", "ok": False,
+            "error": {"type": error_type, "message": message}}
+
+
+class Commands(click.Group):
+    """The ``execaudit`` group: one convention for usage errors across its commands."""
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        """Parse ``args`` as click does; a usage error exits 64 (see :func:`_usage_errors`)."""
+        as_json = "--json" in args
+        with _usage_errors(as_json):
+            context = super().make_context(info_name, args, parent, **extra)
+        context.meta["execaudit.json"] = as_json
+        return context
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command as click does; a usage error exits 64 (see :func:`_usage_errors`)."""
+        previous = set_level(None)  # the command's -v applies to this invocation alone
+        try:
+            with _usage_errors(ctx.meta.get("execaudit.json", False)):
+                return super().invoke(ctx)
+        finally:
+            set_level(previous)
+
+
+def _set_verbosity(context: click.Context, parameter: click.Parameter, count: int) -> None:
+    # Log lines around a report are noise unless asked for; $EXECAUDIT_LOG_LEVEL still rules.
+    if count:
+        set_level("debug" if count > 1 else "info")
+    elif not os.environ.get("EXECAUDIT_LOG_LEVEL"):
+        set_level("off")
+
+
+_verbose = click.option("-v", "--verbose", count=True, expose_value=False, is_eager=True,
+                        callback=_set_verbosity,
+                        help="Write the package's log lines (export trouble, failed steps) to "
+                             "stderr; -vv for debug lines too. Default: none, unless "
+                             "$EXECAUDIT_LOG_LEVEL says otherwise.")
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
-    """otel-execaudit: a flight recorder for plan execution."""
+    """otel-execaudit: a flight recorder for plan execution.
+
+    Exit statuses are each command's own (see its --help); a usage error exits 64.
+    """
 
 
 @main.command("verify")
-@click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@_verbose
+# A directory is no usage error but "not a ledger" (exit 2): verify itself says so.
+@click.argument("path", required=False, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--strict", is_flag=True,
               help="Also check that every entry is stored in exactly its canonical form.")
@@ -92,6 +160,7 @@ def describe_report(report: VerifyReport) -> str:
 
 
 @main.command("demo")
+@_verbose
 @click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Ledger file (default: $EXECAUDIT_LEDGER or ./.execaudit/ledger.db).")
 @click.option("--exporter", type=click.Choice(["console", "otlp", "none"]), default=None,
@@ -180,9 +249,8 @@ def render_record(console: Console, record: ExecutionRecord) -> None:
         console.print(f"[bold red]Step {event.step_index} ({escape(event.step_name)}) failed:[/] "
                       f"{escape(str(event.error_type))}: {escape(event.error_message or '')}",
                       highlight=False)
-        tail = (event.traceback or "").rstrip().splitlines()[-4:]
-        for line in tail:
-            console.print(f"  [dim]{escape(line)}[/]", highlight=False)
+        for line in (event.traceback or "").rstrip().splitlines():  # whole, as redacted
+            console.print(f"  [dim]{escape(line)}[/]", highlight=False, soft_wrap=True)
     console.print(f"execution hash {record.execution_hash[:16]}…  "
                   f"hash chain {'intact' if record.hash_chain_intact() else 'BROKEN'}\n")
 
@@ -195,39 +263,7 @@ EXIT_SUCCESS, EXIT_FAILED, EXIT_CHANGES_PENDING, EXIT_BLOCKED = 0, 1, 2, 3
 _EXPORTER_HELP = ("Where spans and events go. Default: otlp when OTEL_EXPORTER_OTLP_ENDPOINT or "
                   "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set, else none. console writes them "
                   "to stderr, so that stdout stays the report (or the JSON).")
-_ASCII_DIGITS = re.compile(r"[0-9]+")
-
-
-@contextmanager
-def _usage_errors_exit(code: int) -> Iterator[None]:
-    """Let a click usage error raised inside leave with ``code`` instead of click's 2."""
-    try:
-        yield
-    except click.UsageError as error:
-        error.exit_code = code
-        raise
-
-
-class ExecutorCommand(click.Command):
-    """``plan`` and ``execute``: their usage errors (an unknown option, a missing PLAN or one
-    that is a directory, a bad --exporter) exit 1, "failed or bad input".
-
-    Click's own 2 would read as --detailed-exitcode's "dry run with changes pending". Click
-    still prints the message and usage on stderr, and --help still exits 0.
-    """
-
-    usage_exit_code = EXIT_FAILED
-
-    def make_context(self, info_name: str | None, args: list[str],
-                     parent: click.Context | None = None, **extra: Any) -> click.Context:
-        """Parse ``args`` as click does; a usage error exits with :attr:`usage_exit_code`."""
-        with _usage_errors_exit(self.usage_exit_code):
-            return super().make_context(info_name, args, parent, **extra)
-
-    def invoke(self, ctx: click.Context) -> Any:
-        """Run the command as click does; a usage error exits with :attr:`usage_exit_code`."""
-        with _usage_errors_exit(self.usage_exit_code):
-            return super().invoke(ctx)
+_ASCII_INTEGER = re.compile(r"-?[0-9]+")
 
 
 def _executor_options(function: Any) -> Any:
@@ -257,7 +293,8 @@ def _executor_options(function: Any) -> Any:
     return function
 
 
-@main.command("plan", cls=ExecutorCommand)
+@main.command("plan")
+@_verbose
 @_executor_options
 def plan_command(plan_path: Path, adapter_modules: tuple[str, ...], client_id: str | None,
                  strategy_id: str | None, as_json: bool, detailed_exitcode: bool,
@@ -275,7 +312,8 @@ def plan_command(plan_path: Path, adapter_modules: tuple[str, ...], client_id: s
                   hint=True)
 
 
-@main.command("execute", cls=ExecutorCommand)
+@main.command("execute")
+@_verbose
 @_executor_options
 @click.option("--live", is_flag=True, help="Perform the actions for real (default: DRY_RUN).")
 @click.option("--acknowledge-risk", is_flag=True, help="Acknowledge the risk of a LIVE run.")
@@ -335,7 +373,11 @@ def _run_executor(plan_path: Path, adapter_modules: tuple[str, ...], as_json: bo
         finally:
             shutdown()
     except ExecAuditError as error:
-        click.echo(f"execaudit: {error}", err=True)
+        if as_json:
+            click.echo(json.dumps(error_document(type(error).__name__, str(error)), indent=2,
+                                  ensure_ascii=False))
+        else:
+            click.echo(f"execaudit: {error}", err=True)
         sys.exit(EXIT_FAILED)
     if as_json:
         click.echo(result.to_json())
@@ -411,11 +453,12 @@ def _predicted_live_blocker(result: Any) -> str | None:
 
 
 def _client_id(text: str | None) -> int | str | None:
-    """An integer if it is ASCII digits only; otherwise as given, for the TenantContext guard
-    to refuse. (int() would also take " 1", "1_000" and other scripts' digits.)"""
+    """An integer if it is ASCII digits only (with a minus sign, so that -1 is refused as not
+    positive); otherwise as given, for the TenantContext guard to refuse. (int() would also
+    take " 1", "1_000" and other scripts' digits.)"""
     if text is None:
         return None
-    return int(text) if _ASCII_DIGITS.fullmatch(text) else text
+    return int(text) if _ASCII_INTEGER.fullmatch(text) else text
 
 
 def _exit_code(result: Any, detailed: bool) -> int:

@@ -7,8 +7,8 @@ The steps only pretend to touch the world; what they record is real. Run it with
     >>> import otel_execaudit, tempfile, os
     >>> _ = otel_execaudit.configure(ledger=os.path.join(tempfile.mkdtemp(), "l.db"),
     ...                              exporter="none")
-    >>> [record.status.value for record in run_demo()]
-    ['completed', 'completed_partial']
+    >>> [(record.live_mode_state, record.status.value) for record in run_demo()]
+    [('LIVE', 'completed'), ('LIVE', 'failed')]
     >>> [result.status.value for result in run_guarded_demo()]
     ['SUCCESS', 'BLOCKED', 'SUCCESS']
     >>> otel_execaudit.shutdown()
@@ -99,7 +99,8 @@ SCALE_PLAN = {
 def demo_adapters() -> AdapterRegistry:
     """Adapters that pretend to talk to an orchestrator."""
     adapters = AdapterRegistry()
-    adapters.adapter("describe_service")(lambda context: {"replicas": 3})
+    # It only reads, and says so: the one kind of step that runs for real in a dry run.
+    adapters.adapter("describe_service", read_only=True)(lambda context: {"replicas": 3})
 
     @adapters.adapter("set_replicas", simulate=lambda context: (
         f"set {context.params['service']} to {context.params['replicas']} replicas"))

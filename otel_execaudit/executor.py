@@ -39,8 +39,8 @@ from otel_execaudit.adapters import AdapterRegistry, default_registry
 from otel_execaudit.errors import ConfigurationError, PlanError
 from otel_execaudit.guards import DEFAULT_GUARD_TIMEOUT, AcknowledgementGuard, Guard, guard_name
 from otel_execaudit.guards import default_guards as seed_guards
-from otel_execaudit.instrument import execution
-from otel_execaudit.plan_run import PlanRun, run_mode
+from otel_execaudit.instrument import current_execution, execution
+from otel_execaudit.plan_run import PlanRun
 from otel_execaudit.plans import ACTION_TYPE, Plan, load_plan
 from otel_execaudit.records import ExecutionMode
 from otel_execaudit.results import ExecutionResult, ResultStatus
@@ -133,8 +133,9 @@ class Executor:
         if keywords is not None and not isinstance(keywords, Mapping):
             raise ConfigurationError("keywords must be a mapping of keyword arguments for "
                                      "the plan function, for example keywords={'dry': True}.")
-        if run_mode.get() is ExecutionMode.DRY_RUN:
-            mode = ExecutionMode.DRY_RUN  # nothing nested is more LIVE than its run
+        enclosing = current_execution()  # a run started by an adapter, a simulator, a plan
+        if enclosing is not None and enclosing.mode is ExecutionMode.DRY_RUN:
+            mode = ExecutionMode.DRY_RUN  # nothing nested is more LIVE than its execution
         options = (mode, client_id, None if strategy_id is None else str(strategy_id),
                    validated, validation_passed, acknowledge_risk, expected_hash, execution_id)
         if callable(plan) and not isinstance(plan, (Plan, Mapping)):

@@ -9,12 +9,19 @@
     >>> with execution("rotate-keys") as ex:
     ...     with ex.step("fetch", details={"region": "eu-west-1"}) as st:
     ...         _ = st.side_effect(SideEffectCategory.NETWORK, "GET /keys", reversible=True)
+    >>> ex.record.live_mode_state  # it ran for real
+    'LIVE'
+
     >>> ex.status.value
     'completed'
     >>> otel_execaudit.shutdown()
 
-An exception inside a step is recorded (FAILED step event with the full traceback, span status
-ERROR with one exception event) and re-raised unchanged. ``@plan`` and ``@step`` do the same for
+An execution's mode is what it really does: LIVE unless ``mode="DRY_RUN"`` says the code only
+simulates, and never more LIVE than the execution it is nested in. A side effect is irreversible
+unless ``reversible=True``. An exception inside a step is recorded (FAILED step event with the
+full traceback, span status ERROR with one exception event) and re-raised unchanged; the
+execution it escapes is FAILED, and one that carries on after a failed step ends
+COMPLETED_PARTIAL. ``@plan`` and ``@step`` do the same for
 plain, async, generator and async-generator functions.
 """
 
@@ -135,13 +142,13 @@ class Step(_Scope):
         return False
 
     def side_effect(self, category: SideEffectCategory | str, description: str,
-                    reversible: bool = True,
+                    reversible: bool = False,
                     details: Mapping[str, Any] | None = None) -> SideEffect:
         """Record a change this step made to the world."""
         return self._open_handle().side_effect(category, description, reversible, details)
 
     def declare(self, category: SideEffectCategory | str, description: str,
-                reversible: bool = True) -> SideEffect:
+                reversible: bool = False) -> SideEffect:
         """Declare a change this step is expected to make."""
         return self.execution.observer.declare_side_effect(
             category, description, reversible, step_index=self._open_handle().index)
@@ -164,17 +171,28 @@ class Execution(_Scope):
     """One plan execution, used as ``with execution("plan-id") as ex:``."""
 
     def __init__(self, plan_id: str, *, execution_id: str | None = None,
-                 mode: ExecutionMode | str = ExecutionMode.DRY_RUN,
+                 mode: ExecutionMode | str | None = None,
                  details: Mapping[str, Any] | None = None,
                  security: SecurityProvider | None = None) -> None:
-        self.plan_id, self.mode = plan_id, ExecutionMode.parse(mode)
+        self.plan_id = plan_id
+        self._mode = None if mode is None else ExecutionMode.parse(mode)
         self._execution_id, self._details, self._security = execution_id, details, security
         self.observer: ExecutionObserver | None = None
 
+    @property
+    def mode(self) -> ExecutionMode:
+        """LIVE, or DRY_RUN if asked for or nested in a dry run (known once entered)."""
+        if self.observer is not None:
+            return self.observer.mode
+        return self._mode or ExecutionMode.LIVE
+
     def __enter__(self) -> Execution:
         parent = _current_execution.get()
+        mode = self._mode or ExecutionMode.LIVE
+        if parent is not None and parent.mode is ExecutionMode.DRY_RUN:
+            mode = ExecutionMode.DRY_RUN  # nothing nested is more LIVE than its parent
         self.observer = ExecutionObserver(
-            self._execution_id, self.plan_id, live_mode_state=self.mode,
+            self._execution_id, self.plan_id, live_mode_state=mode,
             security=self._security, details=self._details,
             parent_execution_id=parent.execution_id if parent and parent.observer else None,
             parent_context=otel_context.get_current())
@@ -218,7 +236,7 @@ class Execution(_Scope):
         return Step(self, name, details, index)
 
     def side_effect(self, category: SideEffectCategory | str, description: str,
-                    reversible: bool = True,
+                    reversible: bool = False,
                     details: Mapping[str, Any] | None = None) -> SideEffect:
         """Record a change to the world that belongs to no single step."""
         return self._require().record_side_effect(category, description, reversible, details)
@@ -230,10 +248,13 @@ class Execution(_Scope):
 
 
 def execution(plan_id: str, *, execution_id: str | None = None,
-              mode: ExecutionMode | str = ExecutionMode.DRY_RUN,
+              mode: ExecutionMode | str | None = None,
               details: Mapping[str, Any] | None = None,
               security: SecurityProvider | None = None) -> Execution:
     """Record one execution of ``plan_id``: a root span and ledger entries for its life.
+
+    ``mode`` is LIVE unless given (the code in the block really runs), and DRY_RUN inside a
+    dry run whatever is given.
 
     >>> import otel_execaudit, tempfile, os
     >>> _ = otel_execaudit.configure(ledger=os.path.join(tempfile.mkdtemp(), "l.db"),
@@ -375,12 +396,13 @@ def bind(function: F) -> F:
 # ----- decorators ---------------------------------------------------------------------------
 
 def plan(plan_id: str | Callable[..., Any] | None = None, *, capture: Iterable[str] = (),
-         mode: ExecutionMode | str = ExecutionMode.DRY_RUN,
+         mode: ExecutionMode | str | None = None,
          security: SecurityProvider | None = None) -> Any:
     """Record each call of the function as an execution of ``plan_id`` (default: its name).
 
     ``capture`` names the arguments whose (redacted, bounded) values are recorded; nothing is
-    captured unless named. Works on plain, async, generator and async-generator functions.
+    captured unless named. ``mode`` as for ``execution``: LIVE unless given. Works on plain,
+    async, generator and async-generator functions.
 
     >>> import otel_execaudit, tempfile, os
     >>> _ = otel_execaudit.configure(ledger=os.path.join(tempfile.mkdtemp(), "l.db"),

@@ -6,17 +6,40 @@ has not, they go to standard error (never standard output, which may carry a pro
     >>> log = get_logger()
     >>> log.warning("export failing", spans_failed=3)  # written to standard error
 
-Values logged here are already redacted: they are the same values the ledger records.
+Values logged here are already redacted: they are the same values the ledger records. Which
+lines are written is ``$EXECAUDIT_LOG_LEVEL`` (``debug``, ``info``, the default,
+``warning``, ``error`` or ``off``), or ``set_level``; the ``execaudit`` command writes none unless ``-v``::
+
+    >>> previous = set_level("off"); log.warning("not written"); _ = set_level(previous)
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
 import structlog
 
 LOGGER_NAME = "otel_execaudit"
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50, "off": 100}
+_chosen: str | None = None  # set_level's; None: $EXECAUDIT_LOG_LEVEL, else info
+
+
+def set_level(level: str | None) -> str | None:
+    """Write only log lines at ``level`` or above (``"off"``: none); None goes back to
+    ``$EXECAUDIT_LOG_LEVEL``, else ``info``. Returns the level set before, to restore it.
+    Example: ``previous = set_level("error")``."""
+    global _chosen
+    if level is not None and level.lower() not in LEVELS:
+        raise ValueError(f"unknown log level {level!r}: use one of {', '.join(LEVELS)}")
+    previous, _chosen = _chosen, None if level is None else level.lower()
+    return previous
+
+
+def _threshold() -> int:
+    chosen = _chosen or os.environ.get("EXECAUDIT_LOG_LEVEL", "").strip().lower() or "info"
+    return LEVELS.get(chosen, LEVELS["info"])
 
 
 class _Logger:
@@ -35,6 +58,8 @@ class _Logger:
 
     def __getattr__(self, level: str) -> Any:
         def emit(event: str, **values: Any) -> None:
+            if LEVELS.get(level, LEVELS["warning"]) < _threshold():
+                return
             try:
                 getattr(self._target(), level)(event, **values)
             except Exception:  # a broken log configuration never reaches an execution

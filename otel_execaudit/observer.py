@@ -124,7 +124,8 @@ class StepHandle:
         return self._context
 
     def side_effect(self, category: SideEffectCategory | str, description: str,
-                    reversible: bool = True, details: Mapping[str, Any] | None = None) -> SideEffect:
+                    reversible: bool = False,
+                    details: Mapping[str, Any] | None = None) -> SideEffect:
         return self.observer.record_side_effect(category, description, reversible, details,
                                                 step_index=self.index)
 
@@ -145,13 +146,15 @@ class StepHandle:
 class ExecutionObserver:
     """Records one execution: step events, side effects and its end, into ledger and spans.
 
-    ``security`` is a callable returning the current ``SecuritySnapshot``; it is read when the
+    ``live_mode_state`` is what the execution really does: LIVE by default, since code that
+    records its own steps runs them for real; DRY_RUN when the caller only simulates (the
+    ``Executor`` passes its run's mode). ``security`` is a callable returning the current ``SecuritySnapshot``; it is read when the
     execution starts, before every step, and when it ends. A state other than NORMAL before a
     step stops the execution fail-closed as INCOMPLETE.
     """
 
     def __init__(self, execution_id: str | None = None, plan_id: str = "plan", *,
-                 live_mode_state: ExecutionMode | str = ExecutionMode.DRY_RUN,
+                 live_mode_state: ExecutionMode | str = ExecutionMode.LIVE,
                  security: SecurityProvider | None = None,
                  details: Mapping[str, Any] | None = None,
                  parent_execution_id: str | None = None,
@@ -227,9 +230,10 @@ class ExecutionObserver:
         self._handle_for(step_index, step_name).fail(error, details)
 
     def record_side_effect(self, category: SideEffectCategory | str, description: str,
-                           reversible: bool = True, details: Mapping[str, Any] | None = None,
+                           reversible: bool = False, details: Mapping[str, Any] | None = None,
                            step_index: int | None = None) -> SideEffect:
-        """Record an observed change to the world; irreversible ones show up in reports."""
+        """Record an observed change to the world; irreversible ones (the default, unless
+        ``reversible=True``) show up in reports."""
         return self._side_effect("side_effect", category, description, reversible, details,
                                  step_index, self._observed)
 
@@ -239,7 +243,7 @@ class ExecutionObserver:
             return [effect for effect in self._observed if effect.step_index == step_index]
 
     def declare_side_effect(self, category: SideEffectCategory | str, description: str,
-                            reversible: bool = True, details: Mapping[str, Any] | None = None,
+                            reversible: bool = False, details: Mapping[str, Any] | None = None,
                             step_index: int | None = None) -> SideEffect:
         """Declare an effect a step is expected to have, to compare with what it did."""
         return self._side_effect("side_effect.declared", category, description, reversible,
@@ -320,12 +324,29 @@ class ExecutionObserver:
             return self._append(kind, self.trace_id, self.span_id,
                                 self.redactor.clean(dict(data)))
 
-    def get_execution_record(self, live_mode_state: str | None = None) -> ExecutionRecord:
-        """An immutable snapshot of everything recorded so far."""
+    def get_execution_record(self, live_mode_state: ExecutionMode | str | None = None
+                             ) -> ExecutionRecord:
+        """An immutable snapshot of everything recorded so far.
+
+        ``live_mode_state`` (the seed's argument) must agree with the mode the ledger holds:
+        a record never relabels its execution, so another mode raises ``RecordingError``.
+        """
+        if live_mode_state is not None:
+            try:
+                asked = ExecutionMode.parse(live_mode_state)
+            except ValueError as error:
+                raise RecordingError(f"get_execution_record: {error}") from None
+            if asked is not self.mode:
+                raise RecordingError(
+                    f"execution {self.execution_id} was recorded as {self.mode.value} (its "
+                    f"ledger entries say so); get_execution_record({asked.value!r}) cannot "
+                    f"relabel it. Call get_execution_record() or pass {self.mode.value!r}; to "
+                    f"record a {asked.value} execution, create the observer with "
+                    f"live_mode_state={asked.value!r}.")
         with self._lock:
             return ExecutionRecord(
                 execution_id=self.execution_id, plan_id=self.plan_id,
-                live_mode_state=live_mode_state or self.mode.value, status=self._status,
+                live_mode_state=self.mode.value, status=self._status,
                 security_snapshot_pre=self._pre, security_snapshot_post=self._post,
                 timestamp_start=self.started_at, timestamp_end=self._ended_at,
                 step_events=tuple(StepEvent(parse_timestamp(row[0]), *row[1:])
@@ -526,13 +547,15 @@ class ExecutionObserver:
             self._sync_if_live()
 
     def _final_status(self, requested: ExecutionStatus) -> ExecutionStatus:
+        """The one rule for partial outcomes: an execution marked failed is FAILED, whatever
+        completed before; one carried on to its end after a step failed (the failure handled)
+        is COMPLETED_PARTIAL when some step completed, FAILED when none did."""
+        if requested is not ExecutionStatus.COMPLETED:
+            return requested
+        if not any(row[3] is StepEventType.FAILED for row in self._events):
+            return requested
         completed = any(row[3] is StepEventType.COMPLETED for row in self._events)
-        failed = any(row[3] is StepEventType.FAILED for row in self._events)
-        if requested is ExecutionStatus.FAILED and completed:
-            return ExecutionStatus.COMPLETED_PARTIAL
-        if requested is ExecutionStatus.COMPLETED and failed:  # the caller handled a failure
-            return ExecutionStatus.COMPLETED_PARTIAL if completed else ExecutionStatus.FAILED
-        return requested
+        return ExecutionStatus.COMPLETED_PARTIAL if completed else ExecutionStatus.FAILED
 
     # ----- plumbing --------------------------------------------------------------------------
 
@@ -596,9 +619,19 @@ class ExecutionObserver:
     def _start_span(self, name: str, parent: otel_context.Context | None,
                     attributes: dict[str, Any]) -> Span:
         try:
-            return self.tracer.start_span(name, context=parent, attributes=attributes)
+            span = self.tracer.start_span(name, context=parent, attributes=attributes)
         except Exception:
             return trace.INVALID_SPAN
+        if span.is_recording():
+            return span
+        # Without an SDK the no-op tracer hands back the parent span itself: a span of our own
+        # (same trace, new id) keeps every step's ledger entries apart from its parent's.
+        parent_ids = trace.get_current_span(parent).get_span_context()
+        if parent_ids.is_valid and span.get_span_context() == parent_ids:
+            return trace.NonRecordingSpan(trace.SpanContext(
+                trace_id=parent_ids.trace_id, span_id=random.getrandbits(64) or 1,
+                is_remote=False))
+        return span
 
     def _close_step_span(self, handle: StepHandle, event_type: StepEventType,
                          failure: Failure | None) -> None:

@@ -178,14 +178,14 @@ def qualified_name(value: Any) -> str:
 
 def _adapter_identity(adapters: AdapterRegistry, action_type: str) -> Any:
     """An adapter by its code (its state, clients and caches, is the environment), with its
-    simulator and its own reckoning of what it consumes."""
+    simulator, its own reckoning of what it consumes and whether it only reads."""
     adapter = adapters.get(action_type)
     if adapter is None:
         return None
     return {"name": adapter.name, "function": code_identity(adapter.function),
             "simulator": code_identity(adapter.simulator),
             "consumes": code_identity(adapter.consumes) if callable(adapter.consumes)
-            else adapter.consumes}
+            else adapter.consumes, "read_only": adapter.read_only}
 
 
 def _digest(document: dict[str, Any]) -> str:

@@ -9,7 +9,6 @@ same life cycle for a code-first plan.
 
 from __future__ import annotations
 
-import contextvars
 import hashlib
 import itertools
 from dataclasses import replace
@@ -53,12 +52,7 @@ from otel_execaudit.runtime import get_runtime
 if TYPE_CHECKING:
     from otel_execaudit.executor import Executor
 
-__all__ = ["PlanRun", "run_mode"]
-
-# The mode of the executor run in progress, if any: a run started inside it (by an adapter, a
-# simulator or a plan function) is never more LIVE than the run it belongs to.
-run_mode: contextvars.ContextVar[ExecutionMode | None] = contextvars.ContextVar(
-    "otel_execaudit_run_mode", default=None)
+__all__ = ["PlanRun"]
 
 
 class PlanRun:
@@ -110,21 +104,25 @@ class PlanRun:
                          subject=self.subject)
 
     def _with_adapters(self, plan: Plan) -> Plan:
-        """The plan as its adapters declare it too: an adapter's side effects are added to its
+        """The plan as its adapters declare it too: a step only reads if its adapter says so
+        (``read_only``, whatever the plan says), an adapter's side effects are added to its
         steps' (the adapter knows what it changes, whatever a plan or request says), and each
         counter a step consumes is the larger of the plan's and the adapter's reckoning."""
         steps = []
         for step in plan.steps:
             adapter = self.adapters.get(step.action_type)
+            read_only = adapter is not None and adapter.read_only
             if adapter is None or not (adapter.side_effects or adapter.consumes is not None):
-                steps.append(step)
+                steps.append(step if step.read_only is read_only
+                             else replace(step, read_only=read_only))
                 continue
             effects = step.side_effects + tuple(effect for effect in adapter.side_effects
                                                 if effect not in step.side_effects)
             consumes = dict(step.consumes)
             for name, amount in adapter.consumption(step.params).items():
                 consumes[name] = max(amount, consumes.get(name, 0))
-            steps.append(replace(step, side_effects=effects, consumes=consumes))
+            steps.append(replace(step, side_effects=effects, consumes=consumes,
+                                 read_only=read_only))
         return replace(plan, steps=tuple(steps))
 
     def paths(self) -> tuple[PlanStep, ...]:
@@ -138,7 +136,6 @@ class PlanRun:
         metadata = {"plan_id": self.plan.plan_id, "client_id": self.context.client_id,
                     "strategy_id": self.context.strategy_id, "mode": self.mode.value,
                     "plan_hash": self.hash}
-        token = run_mode.set(self.mode)
         try:
             with execution(self.plan.plan_id, execution_id=self.execution_id, mode=self.mode,
                            details=metadata, security=self.executor.security) as run:
@@ -155,8 +152,6 @@ class PlanRun:
                 self._end_paths(self.paths(), terminal.CANCELLED if is_cancellation(error)
                                 else terminal.INTERNAL_ERROR)  # the events go out unmirrored
             raise
-        finally:
-            run_mode.reset(token)
         metadata.update(execution_id=observer.execution_id, trace_id=observer.trace_id,
                         ledger=str(observer.ledger.path))
         return ExecutionResult(self.status, self.mode, tuple(self.verdicts), tuple(self.actions),
@@ -195,11 +190,17 @@ class PlanRun:
 
     def _steps(self) -> None:
         if not self._guarded_preflight(self.paths()):
+            for index, step in enumerate(self.plan.steps):
+                self.actions.append(self._not_run(index, step, "blocked",
+                                                  f"{self.error} before any step ran"))
             return
         for index, step in enumerate(self.plan.steps):
             self._emitted = False
             try:
                 if self.status is not ResultStatus.SUCCESS:
+                    self.actions.append(self._not_run(index, step, "skipped",
+                                                      f"an earlier step stopped the run "
+                                                      f"({self.error})"))
                     self._emit(step, self._adapter_name(step), terminal.SKIPPED)
                     continue
                 self._step(index, step)
@@ -290,8 +291,7 @@ class PlanRun:
             return True
         reason = "blocked by " + ", ".join(denied)
         handle.cancel(reason)
-        self.actions.append(self._action(index, step, adapter, "NOT_RUN", "blocked",
-                                         step.describe(), reason))
+        self.actions.append(self._not_run(index, step, "blocked", reason, adapter))
         self.status, self.error = ResultStatus.BLOCKED, reason
         self._emit(step, adapter, terminal.GUARD_DENIED)
         return False
@@ -450,14 +450,25 @@ class PlanRun:
 
     def _action(self, index: int, step: PlanStep, adapter: str | None, kind: str, status: str,
                 description: str, result: str, details: Mapping[str, Any] | None = None,
-                code: str | None = None, violations: Iterable[str] = ()) -> ActionRecord:
+                code: str | None = None, violations: Iterable[str] = (),
+                reason: str | None = None) -> ActionRecord:
         clean = self.redactor.clean_text
+        if reason is None:  # why the step was simulated, or performed
+            reason = step.why
         return ActionRecord(
             step_index=index, step=step.name, action_type=step.action_type, adapter=adapter,
             type=kind, status=status, description=clean(description), result=clean(result),
             details=self.redactor.clean(dict(details or {})), error_code=code,
             violations=tuple(clean(text) for text in violations),
-            rollback=self.redactor.clean(step.rollback.to_dict()) if step.rollback else None)
+            rollback=self.redactor.clean(step.rollback.to_dict()) if step.rollback else None,
+            reason=clean(reason))
+
+    def _not_run(self, index: int, step: PlanStep, status: str, why: str,
+                 adapter: str | None = None) -> ActionRecord:
+        """A step that never ran: ``status`` blocked (a guard stopped it) or skipped (an
+        earlier step stopped the run), and ``why``."""
+        return self._action(index, step, adapter or self._adapter_name(step), "NOT_RUN",
+                            status, step.describe(), "not run", reason=why)
 
     def _emit(self, step: PlanStep, adapter: str | None, code: str | None) -> None:
         self._emitted = True

@@ -1,8 +1,12 @@
 """Plans as data: what an execution will do, step by step, and what each step may change.
 
 A plan is a ``plan_id`` and its ``steps``; each step names the adapter ``action_type`` that runs
-it, its ``params``, the side effects it declares (none: it only reads), and how to undo it.
-Plans load from Python objects, JSON files and YAML files alike::
+it, its ``params``, the side effects it declares, and how to undo it. A step's effects are
+unknown, and so the step acts (simulated in DRY_RUN, guarded and counted in LIVE), unless its
+adapter declares that it only reads (``@adapter("fetch_quote", read_only=True)``): a plan, which
+is data an agent may have written, can add declared effects but never make a step read-only.
+A declared effect whose reversibility is not given is irreversible. Plans load from Python
+objects, JSON files and YAML files alike::
 
     >>> plan = load_plan({"plan_id": "rebalance", "steps": [
     ...     {"name": "quote", "action_type": "fetch_quote", "params": {"symbol": "BTCUSDT"}},
@@ -12,8 +16,8 @@ Plans load from Python objects, JSON files and YAML files alike::
     ...                        "description": "place a limit buy order"}],
     ...      "consumes": {"orders": 1, "notional": 50},
     ...      "rollback": {"description": "cancel the order", "actions": ["cancel_order"]}}]})
-    >>> [step.name for step in plan.steps], plan.steps[1].acts
-    (['quote', 'buy'], True)
+    >>> [(step.name, step.acts) for step in plan.steps]  # until an adapter says "quote" reads
+    [('quote', True), ('buy', True)]
 """
 
 from __future__ import annotations
@@ -66,10 +70,10 @@ class RollbackHint:
 
 @dataclass(frozen=True)
 class DeclaredEffect:
-    """A change to the world a step is allowed to make."""
+    """A change to the world a step is allowed to make; irreversible unless said otherwise."""
 
     category: SideEffectCategory
-    reversible: bool = True
+    reversible: bool = False
     description: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,7 +83,11 @@ class DeclaredEffect:
 
 @dataclass(frozen=True)
 class PlanStep:
-    """One step: the adapter ``action_type`` that runs it, its ``params``, and what it may change."""
+    """One step: the adapter ``action_type`` that runs it, its ``params``, and what it may change.
+
+    ``read_only`` is the adapter's word, not the plan's: the executor sets it from the adapter
+    that serves ``action_type`` (``@adapter(..., read_only=True)``), whatever the step says.
+    """
 
     name: str
     action_type: str
@@ -89,6 +97,7 @@ class PlanStep:
     consumes: Mapping[str, float] = field(default_factory=dict)
     idempotency_key: str | None = None
     description: str = ""
+    read_only: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "params", frozen(self.params))
@@ -96,12 +105,21 @@ class PlanStep:
 
     @property
     def acts(self) -> bool:
-        """True when the step declares a side effect: simulated in DRY_RUN, guarded in LIVE."""
-        return bool(self.side_effects)
+        """True unless the step only reads: simulated in DRY_RUN, guarded and counted in LIVE.
+        A step reads only when its adapter declares ``read_only`` and it declares no effect."""
+        return bool(self.side_effects) or not self.read_only
 
     @property
-    def reversible(self) -> bool:
-        return all(effect.reversible for effect in self.side_effects)
+    def why(self) -> str:
+        """Why the step acts or only reads, in words, for reports."""
+        if self.side_effects:
+            kinds = dict.fromkeys(  # the plan's and its adapter's may say the same: once each
+                f"{effect.category.value} ({'reversible' if effect.reversible else 'irreversible'})"
+                for effect in self.side_effects)
+            return "declares " + ", ".join(kinds)
+        if self.read_only:
+            return "adapter declares read-only"
+        return "effects unknown: its adapter does not declare read_only=True"
 
     def describe(self) -> str:
         """What the step does, in words: its description, else its declared effects."""
@@ -287,6 +305,13 @@ def _step(data: Any, number: int, where: str, budget: list[int]) -> PlanStep:
                         'a unique name, for example "name": "place-order".')
     _text(name, f"{where}, step {number}: name")
     where = f"{where}, step {number} ({name!r})"
+    if "read_only" in data:
+        action_type = data.get("action_type")
+        shown = action_type if isinstance(action_type, str) and ACTION_TYPE.fullmatch(
+            action_type) else "ACTION_TYPE"
+        raise PlanError(f"{where}: a plan cannot make a step read-only; only its adapter can "
+                        f'say so, with @adapter("{shown}", read_only=True). Remove read_only '
+                        "from the plan.")
     _refuse_unknown(data, _STEP_FIELDS, where)
     action_type = data.get("action_type")
     if not isinstance(action_type, str) or not action_type.strip():
@@ -337,7 +362,7 @@ def _effect(data: Any, where: str) -> DeclaredEffect:
         choices = ", ".join(member.value for member in SideEffectCategory)
         raise PlanError(f"{where}: side effect category {_shown(data.get('category'))} is "
                         f"unknown; use one of {choices}.") from None
-    reversible = data.get("reversible", True)
+    reversible = data.get("reversible", False)  # not given: assume the worst
     if not isinstance(reversible, bool):
         raise PlanError(f"{where}: reversible must be true or false.")
     return DeclaredEffect(category, reversible,

@@ -8,7 +8,7 @@
     ...     guards=(), actions=(), metadata={"plan_id": "p"},
     ...     executed_at=datetime(2026, 11, 22, tzinfo=timezone.utc))
     >>> result.to_dict()["summary"]
-    {'total_guards': 0, 'passed_guards': 0, 'failed_guards': 0, 'warnings': 0, 'total_actions': 0, 'violations': 0}
+    {'total_guards': 0, 'passed_guards': 0, 'failed_guards': 0, 'warnings': 0, 'total_actions': 0, 'not_run': 0, 'violations': 0}
 """
 
 from __future__ import annotations
@@ -38,9 +38,10 @@ class ResultStatus(str, enum.Enum):
 class ActionRecord:
     """One step as the executor ran it (or simulated it, or refused to run it).
 
-    ``type`` is SIMULATED (DRY_RUN, not performed), LIVE (performed), READ (declares no side
-    effect, so it runs in both modes) or NOT_RUN (a guard stopped it just before it would have
-    acted); ``status`` is success, failed or blocked.
+    ``type`` is SIMULATED (DRY_RUN, not performed), LIVE (performed), READ (its adapter
+    declares read-only and the step no effect, so it runs in both modes) or NOT_RUN (never
+    ran); ``status`` is success, failed, blocked (a guard stopped it) or skipped (an earlier
+    step stopped the run); ``reason`` says why it was simulated, performed or not run.
     """
 
     step_index: int
@@ -55,6 +56,7 @@ class ActionRecord:
     error_code: str | None = None
     violations: tuple[str, ...] = ()
     rollback: Mapping[str, Any] | None = None
+    reason: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "details", frozen(self.details))
@@ -65,7 +67,8 @@ class ActionRecord:
                 "action_type": self.action_type, "adapter": self.adapter, "type": self.type,
                 "status": self.status, "description": self.description, "result": self.result,
                 "details": thawed(self.details), "error_code": self.error_code,
-                "violations": list(self.violations), "rollback": thawed(self.rollback)}
+                "violations": list(self.violations), "rollback": thawed(self.rollback),
+                "reason": self.reason}
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ class ExecutionResult:
             "failed_guards": sum(verdict.decision == "deny" for verdict in self.guards),
             "warnings": sum(verdict.decision == "warn" for verdict in self.guards),
             "total_actions": len(self.actions),
+            "not_run": sum(action.type == "NOT_RUN" for action in self.actions),
             "violations": len(self.violations),
         }
 
@@ -135,8 +139,7 @@ class ExecutionResult:
         live = self.mode is ExecutionMode.LIVE
         lines = [_RULE, "EXECUTION REPORT", _RULE, ""]
         if live:
-            performed = any(action.type in ("LIVE", "READ") and action.status != "blocked"
-                            for action in self.actions)
+            performed = any(action.type in ("LIVE", "READ") for action in self.actions)
             lines += ["MODE: LIVE (real actions)",
                       "!  Actions below were performed for real" if performed
                       else "No action was performed"]
@@ -163,6 +166,8 @@ class ExecutionResult:
                 lines.append(f"     Result: {action.status}"
                              + (f" - {action.result}" if action.result else "")
                              + (f" (error_code={action.error_code})" if action.error_code else ""))
+                if action.reason:
+                    lines.append(f"     Why: {action.reason}")
                 lines += [f"     VIOLATION: {text}" for text in action.violations]
                 if action.rollback and action.status in ("success", "failed"):
                     # The whole hint, as the plan gave it: a reviewer needs the undo actions
@@ -178,7 +183,8 @@ class ExecutionResult:
                   f"  Executed at: {self.executed_at:%Y-%m-%d %H:%M:%S} UTC",
                   f"  Safety checks: {summary['total_guards']} "
                   f"({summary['passed_guards']} passed)",
-                  f"  Actions: {summary['total_actions']}"]
+                  f"  Actions: {summary['total_actions']}"
+                  + (f" ({summary['not_run']} not run)" if summary["not_run"] else "")]
         if summary["violations"]:
             lines.append(f"  Violations: {summary['violations']}")
         if self.plan_hash:

@@ -71,7 +71,7 @@ def test_demo_records_two_runs_and_verifies(tmp_path):
                        cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "COMPLETED" in out and "COMPLETED_PARTIAL" in out
+    assert "COMPLETED" in out and "  FAILED" in out and out.count("mode LIVE") == 2
     assert "MigrationError" in out and "IRREVERSIBLE" in out
     assert "password=[REDACTED]" in out and "hunter2" not in out
     assert "[SIMULATED] scale_up: would set checkout to 6 replicas" in out

@@ -46,7 +46,7 @@ def _log(text):
         calls.write(text + "\\n")
 
 
-@adapter({quote!r})
+@adapter({quote!r}, read_only=True)
 def fetch_quote(context):
     _log("quote")
     return {{"price": 50000}}
@@ -361,7 +361,7 @@ def test_a_missing_client_id_is_blocked_by_the_tenant_guard_not_a_usage_error(wo
 @pytest.mark.parametrize("client_id, says", [("abc", "must be an integer"),
                                              ("0", "must be positive"),
                                              # int() takes these; a tenant id must not
-                                             ("-3", "must be an integer"),
+                                             ("-3", "must be positive, not -3"),
                                              (" 1", "must be an integer"),
                                              ("1 ", "must be an integer"),
                                              ("1_000", "must be an integer"),
@@ -515,14 +515,14 @@ USAGE_ERRORS = {
 
 @pytest.mark.parametrize("command", ["plan", "execute"])
 @pytest.mark.parametrize("mistake", sorted(USAGE_ERRORS))
-def test_a_usage_error_exits_1_never_the_changes_pending_2(workspace, command, mistake):
+def test_a_usage_error_exits_64_never_the_changes_pending_2(workspace, command, mistake):
     arguments, says = USAGE_ERRORS[mistake]
     words = [command, "--detailed-exitcode", "--ledger", str(workspace.ledger)]
     if arguments != [None]:
         words += [str(workspace.plan)] if "{root}" not in arguments else []
         words += [word.replace("{root}", str(workspace.root)) for word in arguments]
     result = CliRunner().invoke(main, words, prog_name="execaudit")
-    assert result.exit_code == 1, result.output  # "failed or bad input", as documented
+    assert result.exit_code == 64, result.output  # a usage error, as documented
     assert says in result.stderr and result.stderr.startswith("Usage: execaudit ")
     assert result.stdout == ""
     assert workspace.calls() == [] and not workspace.ledger.exists()
@@ -536,9 +536,9 @@ def test_help_still_exits_0(command):
         assert result.stdout.startswith(f"Usage: execaudit {command} [OPTIONS] PLAN")
 
 
-def test_verify_keeps_its_own_exit_codes_for_usage_errors(tmp_path):
+def test_verify_keeps_2_for_not_a_ledger_and_exits_64_for_usage_errors(tmp_path):
     result = CliRunner().invoke(main, ["verify", "--no-such-option"])
-    assert result.exit_code == 2 and "No such option" in result.stderr
+    assert result.exit_code == 64 and "No such option" in result.stderr
     assert CliRunner().invoke(main, ["verify", str(tmp_path)]).exit_code == 2  # a directory
 
 

@@ -23,7 +23,7 @@ class Exchange:
         self.registry = AdapterRegistry()
         registry = self.registry
 
-        @registry.adapter("fetch_quote")
+        @registry.adapter("fetch_quote", read_only=True)
         def fetch_quote(context):
             self.calls.append(("fetch_quote", context.mode.value))
             return {"price": 50000}
@@ -94,7 +94,9 @@ def test_live_requires_validation_and_acknowledgement(executor, exchange):
     assert result.status is ResultStatus.BLOCKED
     denied = {verdict.name for verdict in result.guards if verdict.decision == "deny"}
     assert denied == {"ValidationRequired", "Acknowledgement"}
-    assert exchange.calls == [] and result.actions == ()
+    assert exchange.calls == []
+    assert [(action.type, action.status) for action in result.actions] == [
+        ("NOT_RUN", "blocked"), ("NOT_RUN", "blocked")]
 
     acknowledged_only = executor.run(order_plan(), client_id=1, mode="LIVE",
                                      acknowledge_risk=True)
@@ -301,17 +303,18 @@ def single(action_type: str, **step) -> dict:
 
 
 def outcome_registry() -> AdapterRegistry:
+    """Adapters that run in a dry run too (they say they only read), one per way a step ends."""
     registry = AdapterRegistry()
-    registry.adapter("ok")(lambda context: {"done": True})
-    registry.adapter("explicit")(
+    registry.adapter("ok", read_only=True)(lambda context: {"done": True})
+    registry.adapter("explicit", read_only=True)(
         lambda context: ActionOutcome.failure("insufficient_funds", "balance too low"))
-    registry.adapter("invalid")(lambda context: ["not", "an", "outcome"])
+    registry.adapter("invalid", read_only=True)(lambda context: ["not", "an", "outcome"])
 
-    @registry.adapter("boom")
+    @registry.adapter("boom", read_only=True)
     def boom(context):
         raise RuntimeError("exchange returned 500")
 
-    @registry.adapter("sneaky")
+    @registry.adapter("sneaky", read_only=True)
     def sneaky(context):
         context.side_effect("file_system", "wrote /etc/hosts")
         return None
@@ -363,7 +366,7 @@ def test_a_failed_step_stops_the_plan_and_every_later_step_still_ends_in_one_eve
                   if entry["kind"] == "step.failed")
     assert "Traceback" in failed["data"]["traceback"]
     assert execaudit_capture.fields(result.metadata["execution_id"])[-1]["data"]["status"] == \
-        "completed_partial"
+        "failed"  # it stopped at the failure: step a completed before it, but that is FAILED
 
 
 def test_a_blocked_run_ends_every_planned_action_in_one_guard_denied_event(executor,
@@ -423,7 +426,8 @@ def test_results_serialise_in_a_versioned_format(executor):
     data = result.to_dict()
     assert data["format"] == "otel-execaudit.result/1"
     assert data["summary"] == {"total_guards": 4, "passed_guards": 4, "failed_guards": 0,
-                               "warnings": 0, "total_actions": 2, "violations": 0}
+                               "warnings": 0, "total_actions": 2, "not_run": 0,
+                               "violations": 0}
     assert data["actions"][1]["rollback"]["actions"] == ["cancel_order"]
     report = result.to_human_readable()
     for line in ("MODE: DRY-RUN", "STATUS: ✓ SUCCESS", "SAFETY CHECKS:",
@@ -526,10 +530,16 @@ def test_a_code_first_step_beyond_its_declaration_is_a_violation(execaudit_captu
 
 
 def test_an_acting_step_outside_the_executor_is_simulated_unless_live(execaudit_capture):
+    from otel_execaudit import GuardDeniedError, execution
+
     calls = CALLS
     rebalance = code_first_plan(calls)
-    assert rebalance("BTCUSDT") is None  # @plan's execution is DRY_RUN by default
+    with pytest.raises(GuardDeniedError, match="no Executor checked the guards"):
+        rebalance("BTCUSDT")  # @plan's execution really runs: LIVE, and nothing guarded it
     assert calls == ["quote"]
+    with execution("rehearsal", mode="DRY_RUN"):
+        assert rebalance("BTCUSDT") is None  # nested in a dry run: simulated
+    assert calls == ["quote", "quote"]
 
 
 def test_a_code_first_plan_that_raises_fails_with_its_traceback(execaudit_capture):
@@ -547,7 +557,7 @@ def test_a_code_first_plan_that_raises_fails_with_its_traceback(execaudit_captur
 
 def test_a_read_that_counts_against_limits_is_counted_in_live_only(execaudit_capture):
     registry = AdapterRegistry()
-    registry.adapter("search")(lambda context: {"hits": 3})
+    registry.adapter("search", read_only=True)(lambda context: {"hits": 3})
     plan = {"plan_id": "lookup", "limits": {"api_calls": 1},
             "steps": [{"name": "search", "action_type": "search", "consumes": {"api_calls": 1}}]}
     executor = Executor(adapters=registry)

@@ -303,8 +303,11 @@ def test_free_text_never_reaches_a_terminal_event(execaudit_capture):
     result = Executor(adapters=registry).run(pay_plan(), client_id=1, **LIVE)
     (event,) = [entry["data"] for entry in execaudit_capture.fields()
                 if entry["kind"] == "action.terminal"]
-    assert event["error_code"] == "adapter_failure"
+    assert event["error_code"] == "adapter_exception"  # the outcome itself refused the text
     assert "sk-live" not in str(execaudit_capture.events())
+    failure, = [entry["data"] for entry in execaudit_capture.fields()
+                if entry["kind"] == "step.failed"]
+    assert "sk-live" not in failure["error_message"]  # the refusal does not echo it
     assert result.status is ResultStatus.FAILED
 
 
@@ -641,11 +644,13 @@ def test_an_outcome_must_say_true_or_false_and_codes_are_not_tokens(execaudit_ca
     registry = AdapterRegistry()
     registry.adapter("pay")(lambda context: ActionOutcome("yes"))
     result = Executor(adapters=registry).run(pay_plan(), client_id=1, **LIVE)
-    assert result.status is ResultStatus.FAILED and result.actions[0].error_code == "invalid_output"
+    assert result.status is ResultStatus.FAILED
+    assert result.actions[0].error_code == "adapter_exception"
+    assert "ok must be True or False" in result.actions[0].result
     registry = AdapterRegistry()
     registry.adapter("pay")(lambda context: ActionOutcome.failure("tok_9f8a7b6c5d4e3f2a"))
     result = Executor(adapters=registry).run(pay_plan(), client_id=2, **LIVE)
-    assert result.actions[0].error_code == "adapter_failure"
+    assert result.actions[0].error_code == "adapter_exception"
     assert "9f8a7b6c5d4e3f2a" not in str(execaudit_capture.events())
 
 
@@ -678,7 +683,8 @@ def test_nothing_a_data_plans_dry_run_calls_can_act_live(execaudit_capture):
         return "ran the inner plan"
 
     outer_registry.adapter("subplan", simulate=run_inner)(run_inner)
-    outer_registry.adapter("lookup")(lambda context: {"said": run_inner(context)})  # a read
+    outer_registry.adapter("lookup", read_only=True)(
+        lambda context: {"said": run_inner(context)})  # a read
     outer = {"plan_id": "outer", "steps": [
         {"name": "read", "action_type": "lookup"},
         {"name": "act", "action_type": "subplan", "side_effects": ["network"]}]}

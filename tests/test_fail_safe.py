@@ -83,7 +83,7 @@ def test_the_result_is_identical_whatever_the_collector_does(tmp_path, monkeypat
     assert results["refused"] == results["up"]
     assert results["hanging"] == results["up"]
     assert results["erroring"] == results["up"]
-    assert results["up"]["record"]["status"] == "completed_partial"
+    assert results["up"]["record"]["status"] == "failed"
     assert len(results["up"]["entries"]) == 1 + (1 + 1 + 200 + 1) + (1 + 1 + 1) + 1
     # The runs really did differ on the telemetry side.
     up_stats, up_received = delivered["up"]

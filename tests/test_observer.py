@@ -26,7 +26,7 @@ def test_successful_execution(execaudit_capture):
     assert len(record.execution_hash) == 64 and record.hash_chain_intact()
 
 
-def test_failed_execution_after_a_completed_step_is_partial(execaudit_capture):
+def test_failed_execution_after_a_completed_step_is_failed(execaudit_capture):
     observer = ExecutionObserver(execution_id="exec-002", plan_id="plan-001")
     observer.record_step_started(0, "Step 1", {})
     observer.record_step_completed(0, "Step 1", {})
@@ -34,7 +34,7 @@ def test_failed_execution_after_a_completed_step_is_partial(execaudit_capture):
     observer.record_step_failed(1, "Step 2", "Error message")
     observer.mark_failed("Step 2 failed")
     record = observer.get_execution_record()
-    assert record.status is ExecutionStatus.COMPLETED_PARTIAL
+    assert record.status is ExecutionStatus.FAILED  # the seed's pattern: mark_failed is FAILED
     assert record.step_events[-1].error_message == "Error message"
     assert record.reason == "Step 2 failed"
 

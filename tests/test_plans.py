@@ -90,7 +90,7 @@ def test_a_handwritten_yaml_plan_loads(tmp_path):
     assert step.side_effects[0].category is SideEffectCategory.NETWORK
     assert step.side_effects[0].reversible is False
     assert step.rollback.description == "revert the commit"
-    assert step.acts and not step.reversible
+    assert step.acts
 
 
 # -- refusals: each names where, what, and what to do ---------------------------------------------
@@ -451,10 +451,14 @@ def test_a_step_may_declare_how_many_actions_it_consumes():
 
 
 def test_a_read_only_step_consumes_only_what_it_declares():
-    plan = load_plan(PLAN)
-    assert not plan.steps[0].acts
-    assert plan.steps[0].consumption == {}
-    reader = load_plan(plan_with_step(consumes={"api_calls": 2})).steps[0]
+    from dataclasses import replace
+
+    quote = load_plan(PLAN).steps[0]
+    assert quote.acts and quote.consumption == {"actions": 1}  # until its adapter says it reads
+    assert not replace(quote, read_only=True).acts
+    assert replace(quote, read_only=True).consumption == {}
+    reader = replace(load_plan(plan_with_step(consumes={"api_calls": 2})).steps[0],
+                     read_only=True)
     assert reader.consumption == {"api_calls": 2}
 
 

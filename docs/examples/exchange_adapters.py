@@ -3,7 +3,7 @@
 from otel_execaudit import ActionOutcome, adapter
 
 
-@adapter("fetch_quote")
+@adapter("fetch_quote", read_only=True)  # it only reads: the one kind that runs in DRY_RUN
 def fetch_quote(context):
     return {"symbol": context.params["symbol"], "price": 50000}
 
