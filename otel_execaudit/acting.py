@@ -239,6 +239,7 @@ class FunctionRun(PlanRun):
         if not self._recheck(step._handle, step.index, spec, spec.action_type, key,
                              self._call_content(spec, arguments, keywords)):
             raise GuardDeniedError(f"step {spec.name!r} not run: {self.error}")
+        step._handle.observer.ledger.sync()  # no action runs ahead of its committed record
 
     def _call_content(self, spec: PlanStep, arguments: tuple[Any, ...],
                       keywords: Mapping[str, Any]) -> str:

@@ -368,8 +368,8 @@ class ExecutionObserver:
 
     def start_step(self, name: str, details: Mapping[str, Any] | None = None, *,
                    index: int | None = None, parent: StepHandle | None = None) -> StepHandle:
-        """Open a step span and record its STARTED event. In LIVE mode the event is committed
-        before this returns, so an action never runs ahead of its audit record."""
+        """Open a step span and record its STARTED event (in the ledger before this returns;
+        committed as the ledger's durability says: the executor commits it before it acts)."""
         with self._lock:
             self._ensure_open()
             self._check_security()
@@ -407,7 +407,6 @@ class ExecutionObserver:
             if clean_details:
                 attributes[semantic.INPUT_VALUE] = json_text(clean_details)
             safe(span.set_attributes, attributes)
-            self._sync_if_live()
         self._open_steps[index] = handle
         return handle
 

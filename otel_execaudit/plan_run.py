@@ -349,6 +349,8 @@ class PlanRun:
 
     def _perform(self, handle: StepHandle, index: int, step: PlanStep, adapter: Adapter,
                  context: ActionContext, kind: str, observed: list[SideEffect]) -> None:
+        if self.mode is ExecutionMode.LIVE:  # no action runs ahead of its committed record
+            handle.observer.ledger.sync()
         token = otel_context.attach(handle.context)  # the adapter's own spans nest here
         try:
             outcome = self._outcome(adapter(context))

@@ -470,3 +470,38 @@ def test_the_demo_prints_the_failing_steps_whole_traceback_redacted(tmp_path):
     assert 'in run_release' in body and "in _migrate" in body  # every frame, not the last 4
     assert "password=[REDACTED]" in body and "hunter2" not in shown.stdout
     assert shown.stderr == ""
+
+
+def committed_kinds(path, execution_id):
+    """What another process would find in the ledger: only committed entries."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
+        return [kind for (kind,) in connection.execute(
+            "SELECT kind FROM entries WHERE execution_id = ? ORDER BY seq", (execution_id,))]
+
+
+def test_a_live_step_runs_only_after_its_started_entry_is_committed(execaudit_capture):
+    seen = []
+    adapters = AdapterRegistry()
+
+    @adapters.adapter("act", side_effects=["other"])
+    def act(context):
+        seen.append(committed_kinds(execaudit_capture.ledger_path, context.execution_id))
+
+    @adapters.adapter("look", read_only=True)  # a read consumes nothing: nothing else commits
+    def look(context):
+        seen.append(committed_kinds(execaudit_capture.ledger_path, context.execution_id))
+
+    @step("code_first_act", side_effects=["other"])
+    def code_first_act():
+        seen.append(committed_kinds(execaudit_capture.ledger_path,
+                                    otel_execaudit.current_execution().execution_id))
+
+    Executor(adapters=adapters).run({"plan_id": "p", "steps": [
+        {"name": "l", "action_type": "look"}, {"name": "a", "action_type": "act"}]},
+        client_id=1, **LIVE)
+    Executor().run(lambda: code_first_act(), client_id=1, **LIVE)
+    assert len(seen) == 3
+    for kinds in seen:
+        assert kinds[-1] != "step.completed" and "step.started" in kinds
