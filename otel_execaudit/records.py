@@ -31,7 +31,7 @@ class ExecutionStatus(str, enum.Enum):
 
     STARTED = "started"
     COMPLETED = "completed"
-    COMPLETED_PARTIAL = "completed_partial"  # some steps completed, then one failed
+    COMPLETED_PARTIAL = "completed_partial"  # carried on to its end after a handled failure
     FAILED = "failed"
     INCOMPLETE = "incomplete"  # stopped because the security state degraded
     CANCELLED = "cancelled"  # CancelledError, KeyboardInterrupt or GeneratorExit
@@ -55,7 +55,9 @@ class SideEffectCategory(str, enum.Enum):
 
 
 class ExecutionMode(str, enum.Enum):
-    """DRY_RUN unless LIVE is asked for (and, in the executor, acknowledged)."""
+    """What an execution does: simulates (DRY_RUN) or acts for real (LIVE). The executor runs
+    DRY_RUN unless LIVE is asked for and acknowledged; an execution recorded around code that
+    runs anyway (``execution()``, ``@plan``, ``ExecutionObserver``) is LIVE unless told."""
 
     DRY_RUN = "DRY_RUN"
     LIVE = "LIVE"
