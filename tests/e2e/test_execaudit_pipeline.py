@@ -77,7 +77,7 @@ def test_the_span_tree_in_phoenix_matches_the_ledger_entry_for_entry(
     assert all(span["span_kind"] == "TOOL" for span in steps)
     assert [span["attributes"]["execaudit.step.index"] for span in steps] == [0, 1, 2]
     assert root["attributes"]["execaudit.execution_id"] == ex.execution_id
-    assert root["attributes"]["execaudit.status"] == "completed_partial"
+    assert root["attributes"]["execaudit.status"] == "failed"
     assert root["status_code"] == "ERROR"
     assert [span["status_code"] for span in steps] == ["UNSET", "UNSET", "ERROR"]
     exceptions = [event for event in steps[2]["events"] if event["name"] == "exception"]
