@@ -81,7 +81,8 @@ def describe_failure(redactor: Redactor, error: BaseException | str) -> Failure:
         stack = "".join(traceback_module.format_exception(error))
     except Exception:  # a hostile __traceback__ or __notes__: keep what we can
         stack = None
-    return Failure(qualified_name(type(error)), redactor.clean_text(printable(error)),
+    return Failure(redactor.bound_name(qualified_name(type(error))),
+                   redactor.clean_text(printable(error)),
                    None if stack is None else redactor.clean_text(stack, TRACEBACK_LIMIT))
 
 

@@ -40,7 +40,7 @@ import uuid
 from typing import Any, Callable, Iterable, Mapping
 
 from otel_execaudit.adapters import AdapterRegistry
-from otel_execaudit.canonical import canonical_bytes
+from otel_execaudit.canonical import CanonicalizationError, canonical_bytes
 from otel_execaudit.errors import PlanError
 from otel_execaudit.plans import Plan
 
@@ -190,7 +190,36 @@ def _adapter_identity(adapters: AdapterRegistry, action_type: str) -> Any:
 
 def _digest(document: dict[str, Any]) -> str:
     document["format"] = PLAN_HASH_FORMAT
-    return "sha256:" + hashlib.sha256(canonical_bytes(document)).hexdigest()
+    return "sha256:" + hashlib.sha256(exact_bytes(document)).hexdigest()
+
+
+def exact_bytes(document: dict[str, Any]) -> bytes:
+    """Canonical JSON bytes of a JSON ``document`` that differ whenever it does, even where it
+    holds text JSON cannot (a lone surrogate, as a file name from ``os.fsdecode`` may): then
+    every string, keys included, is written as the hex of its UTF-8 (surrogates passed), under
+    a marker that keeps such documents apart from all others.
+
+    >>> exact_bytes({"file": "a"}) == exact_bytes({"file": "a"})
+    True
+    >>> first, second = (name.decode("utf-8", "surrogateescape") for name in (b"\\xff", b"\\xfe"))
+    >>> exact_bytes({"file": first}) != exact_bytes({"file": second})
+    True
+    """
+    try:
+        return canonical_bytes(document)
+    except CanonicalizationError:
+        return canonical_bytes({"$strings": "utf-8-surrogatepass-hex",
+                                "document": _hex_strings(document)})
+
+
+def _hex_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass").hex()
+    if isinstance(value, Mapping):
+        return {_hex_strings(key): _hex_strings(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_hex_strings(item) for item in value]
+    return value
 
 
 class _Walk:

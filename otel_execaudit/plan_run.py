@@ -24,7 +24,6 @@ from otel_execaudit.adapters import (
     Adapter,
     error_code,
 )
-from otel_execaudit.canonical import canonical_bytes
 from otel_execaudit.errors import PlanError, SecurityEscalationError
 from otel_execaudit.guards import (
     ExecutionGuard,
@@ -43,7 +42,7 @@ from otel_execaudit.observer import (
     is_cancellation,
     printable,
 )
-from otel_execaudit.pinning import plan_hash
+from otel_execaudit.pinning import exact_bytes, plan_hash
 from otel_execaudit.plans import Plan, PlanStep
 from otel_execaudit.records import ExecutionMode, SideEffect, thawed, timestamp_now
 from otel_execaudit.results import ActionRecord, ExecutionResult, ResultStatus
@@ -325,7 +324,7 @@ class PlanRun:
         """What a replay must repeat to be one: the plan, the action, its exact params (not
         as recorded: two actions that differ only in a redacted or cut value are two) and
         amounts, and ``more``. A digest: the values themselves are never stored."""
-        return hashlib.sha256(canonical_bytes({
+        return hashlib.sha256(exact_bytes({
             "plan_id": self.plan.plan_id, "action_type": step.action_type,
             "params": thawed(step.params), "amounts": dict(step.consumption),
             **more})).hexdigest()

@@ -430,7 +430,6 @@ def _check_json(value: Any, where: str, budget: list[int], depth: int = 0) -> No
     if value is None or isinstance(value, bool):
         return
     if isinstance(value, str):
-        _text(value, where)
         return
     if isinstance(value, (int, float)):
         if isinstance(value, float) and not math.isfinite(value):
@@ -445,8 +444,9 @@ def _check_json(value: Any, where: str, budget: list[int], depth: int = 0) -> No
             if not isinstance(key, str):
                 raise PlanError(f"{where} has a key that is not a string ({_shown(key)}); "
                                 "quote it.")
-            _text(key, f"{where} key")
-            _check_json(item, f"{where}.{key}", budget, depth + 1)
+            # Any text, lone surrogates included (a file name from os.fsdecode): the adapter
+            # gets it exactly, the ledger a valid copy marked where it was replaced.
+            _check_json(item, f"{where}.{_printable_key(key)}", budget, depth + 1)
         return
     if isinstance(value, (list, tuple)):
         for position, item in enumerate(value):
@@ -454,6 +454,11 @@ def _check_json(value: Any, where: str, budget: list[int], depth: int = 0) -> No
         return
     raise PlanError(f"{where} is a {type(value).__name__}, not a JSON value; write it as a "
                     "string (for example a date as \"2026-11-22\").")
+
+
+def _printable_key(key: str) -> str:
+    """A params key as an error message can name it, whatever text it holds."""
+    return key.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _text(value: Any, where: str) -> str:

@@ -8,6 +8,14 @@ so a secret cannot leak through one channel that another one scrubbed::
     {'user': 'ada', 'password': '[REDACTED]', 'note': 'xxxxxxxxxx'}
     >>> redactor.clean("Authorization: Bearer abc.def.ghi")
     'Authorization: Bearer [REDACTED]'
+
+Every string it returns, mapping keys included, is valid Unicode. A lone surrogate (UTF-8, and so
+the ledger, cannot hold one; ``os.fsdecode`` makes one of each byte of a file name that is not
+UTF-8) becomes U+FFFD, and the text ends with a marker saying how many were replaced::
+
+    >>> name = b"caf\\xe9.txt".decode("utf-8", "surrogateescape")  # as os.fsdecode gives it
+    >>> redactor.clean({"file": name, name: 1})
+    {'file': 'caf�.txt[replaced 1 invalid chars]', 'caf�.txt[replaced 1 invalid chars]': 1}
 """
 
 from __future__ import annotations
@@ -52,6 +60,8 @@ _SECRET_IN_TEXT = re.compile(
     r"|\bAKIA[0-9A-Z]{16}\b",
     re.IGNORECASE,
 )
+# Lone surrogates: a str holds them ("\ud800", os.fsdecode's escapes), UTF-8 and the ledger cannot.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _MARGIN = 256  # characters matched beyond a cut, so a secret straddling it is still caught
 _CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _KEY_CACHE_SIZE = 4096  # key names repeat; remembering verdicts keeps the hot path cheap
@@ -73,6 +83,22 @@ for _name in ("maxtuple", "maxlist", "maxarray", "maxdict", "maxset", "maxfrozen
 
 def _replace_secret(match: re.Match[str]) -> str:
     return (match.group("scheme") or match.group("pair") or match.group("url") or "") + REDACTED
+
+
+def _valid(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD and a marker saying how many.
+
+    >>> _valid("ok"), _valid("\\ud800-\\udcff")
+    ('ok', '�-�[replaced 2 invalid chars]')
+    """
+    if str.isascii(text):  # a flag lookup in CPython: most text pays for nothing more
+        return text
+    try:
+        str.encode(text, "utf-8")
+        return text
+    except UnicodeEncodeError:
+        fixed, count = _SURROGATE.subn("\ufffd", text)
+        return f"{fixed}[replaced {count} invalid chars]"
 
 
 def _truncate(text: str, limit: int) -> str:
@@ -126,8 +152,8 @@ class Redactor:
         return _Walk(self).value(value, 0)
 
     def clean_text(self, text: str, max_length: int | None = None) -> str:
-        """Redact secrets in free text and bound its length, keeping the end (where a
-        traceback puts the error)."""
+        """Redact secrets in free text, bound its length (keeping the end, where a traceback
+        puts the error) and make it valid Unicode."""
         try:
             text = text if type(text) is str else str(text)
             limit = max(max_length if max_length is not None else self.limits.max_string, 0)
@@ -138,15 +164,15 @@ class Redactor:
             if len(text) > limit:
                 dropped += len(text) - limit
                 text = f"[truncated {dropped} chars]…" + text[len(text) - limit:]
-            return text
+            return _valid(text)
         except Exception:
             return "[unrecordable text]"
 
     def bound_name(self, text: str, limit: int = 256) -> str:
-        """Bound a name (plan id, step or event name) to ``limit`` characters plus a marker.
-        Never raises; names are identities, so they are cut but not redacted."""
+        """Bound a name (plan id, step or event name) to ``limit`` characters plus a marker, as
+        valid Unicode. Never raises; names are identities, so they are cut but not redacted."""
         try:
-            return _truncate(text if type(text) is str else str(text), max(int(limit), 0))
+            return _valid(_truncate(text if type(text) is str else str(text), max(int(limit), 0)))
         except Exception as error:
             return f"[unrecordable name: {type(error).__name__}]"
 
@@ -182,6 +208,8 @@ class _Walk:
             text = text[:limit] + f"…[truncated {size - limit} chars]"
         else:
             text = _SECRET_IN_TEXT.sub(_replace_secret, text)
+        if not str.isascii(text):  # inline, not in _valid: this is the hot path
+            text = _valid(text)  # after redaction, so the pattern cannot eat the marker
         self.budget -= len(text) + 2
         return text
 
@@ -285,7 +313,8 @@ class _Walk:
     def key(self, key: Any) -> str:
         if type(key) is not str:
             key = key if isinstance(key, str) else _short_repr(key)
-        return _truncate(key, min(self.limits.max_string, max(self.budget, 1)))
+        key = _truncate(key, min(self.limits.max_string, max(self.budget, 1)))
+        return key if str.isascii(key) else _valid(key)
 
     def mapping(self, pairs: Iterable[tuple[Any, Any]], total: int | None, depth: int,
                 cleaned: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -632,8 +632,6 @@ def test_hostile_inputs_get_the_package_errors(execaudit_capture):
         executor.run(lambda amount: amount, client_id=1, arguments=5)
     with pytest.raises(ConfigurationError, match="keywords"):
         executor.run(lambda amount: amount, client_id=1, keywords=[("amount", 1)])
-    with pytest.raises(PlanError, match="lone surrogate"):
-        executor.run(pay_plan(params={"memo": "\ud800"}), client_id=1)
     with pytest.raises(PlanError, match="not an identifier") as refused:
         executor.run({"plan_id": "p", "steps": [{"name": "s", "action_type": "tok=9f8a7b"}]})
     assert "9f8a7b" not in str(refused.value)

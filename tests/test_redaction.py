@@ -6,7 +6,10 @@ import types
 from collections.abc import Mapping
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from otel_execaudit.canonical import canonical_bytes
 from otel_execaudit.redaction import REDACTED, Limits, Redactor
 
 
@@ -296,3 +299,145 @@ def test_past_the_budget_every_level_says_why_it_stopped():
     assert cleaned[-1] == "[truncated 63 items: size limit reached]"
     assert cleaned[0][0][0][-1].startswith("[truncated ")
     assert len(json.dumps(cleaned)) < 400  # a few markers over a 100-character budget
+
+
+# ----- text that is not valid Unicode ------------------------------------------------------------
+
+def _fixed(text):
+    """What the redactor records for ``text``: an oracle written apart from the code under test."""
+    surrogates = sum(0xD800 <= ord(character) <= 0xDFFF for character in text)
+    if not surrogates:
+        return text
+    replaced = "".join("\ufffd" if 0xD800 <= ord(character) <= 0xDFFF else character
+                       for character in text)
+    return f"{replaced}[replaced {surrogates} invalid chars]"
+
+
+def _strictly_utf8(value):
+    """Every string in ``value``, keys included, encodes as UTF-8 with errors='strict'."""
+    json.dumps(value, ensure_ascii=False).encode("utf-8")
+    return True
+
+
+_MARKED = "\ufffd[replaced 1 invalid chars]"
+
+
+@pytest.mark.parametrize("text", ["plain", "café", "日本語", "\U0001f600 astral",
+                                  "\ufffd already", "[replaced 1 invalid chars]"])
+def test_valid_text_is_recorded_as_it_was(text):
+    redactor = Redactor()
+    assert redactor.clean({text: text}) == {text: text}
+    assert redactor.clean_text(text) == text
+    assert redactor.bound_name(text) == text
+    assert redactor.capture([text], {text: [text]}) == {text: [text]}
+
+
+def test_clean_replaces_lone_surrogates_in_values_and_keys_at_any_depth():
+    file_name = b"\xff.txt".decode("utf-8", "surrogateescape")  # what os.fsdecode gives
+    cleaned = Redactor().clean({"path": file_name, "nested": [{"\udc80": ("x\ud800y\udfff",)}],
+                                "members": {"\ud800"}, "ok": "café"})
+    assert cleaned == {"path": "\ufffd.txt[replaced 1 invalid chars]",
+                       "nested": [{_MARKED: ["x\ufffdy\ufffd[replaced 2 invalid chars]"]}],
+                       "members": [_MARKED], "ok": "café"}
+    assert canonical_bytes(cleaned)  # what the ledger would have refused
+
+
+def test_keys_that_become_equal_after_replacement_all_survive():
+    cleaned = Redactor().clean({"\ud800": 1, "\ud801": 2, _MARKED: 3})
+    assert cleaned == {_MARKED: 1, _MARKED + " (2)": 2, _MARKED + " (3)": 3}
+    assert Redactor().clean({"\ud800": 1, "\ud801": 2}) == {_MARKED: 1, _MARKED + " (2)": 2}
+
+
+def test_a_secret_is_redacted_before_its_text_is_made_valid():
+    redactor = Redactor()
+    assert redactor.clean({"api_key\ud800": "k\ud800"}) == {
+        "api_key\ufffd[replaced 1 invalid chars]": REDACTED}
+    text = "password=hunt\ud800er2 for \udcff.txt"
+    expected = "password=[REDACTED] for \ufffd.txt[replaced 1 invalid chars]"
+    assert redactor.clean_text(text) == expected and redactor.clean(text) == expected
+
+
+def test_clean_text_counts_only_what_it_keeps():
+    assert Redactor().clean_text("\ud800" * 10 + "end", 5) == (
+        "[truncated 8 chars]…\ufffd\ufffdend[replaced 2 invalid chars]")
+    assert Redactor(limits=Limits(max_string=3)).clean("\ud800" * 10) == (
+        "\ufffd" * 3 + "…[truncated 7 chars][replaced 3 invalid chars]")
+
+
+@pytest.mark.parametrize(("name", "limit", "expected"), [
+    ("step \ud800", 256, "step " + _MARKED),
+    ("\udcff" * 300, 256, "\ufffd" * 256 + "…[truncated 44 chars][replaced 256 invalid chars]"),
+])
+def test_bound_name_replaces_lone_surrogates(name, limit, expected):
+    assert Redactor().bound_name(name, limit) == expected
+
+
+def test_capture_replaces_lone_surrogates_in_names_and_values():
+    captured = Redactor().capture(["path", "\ud800", "token\udcff"],
+                                  {"path": "\udcff.txt", "\ud800": 1, "token\udcff": "t"})
+    assert captured == {"path": "\ufffd.txt[replaced 1 invalid chars]", _MARKED: 1,
+                        "token\ufffd[replaced 1 invalid chars]": REDACTED}
+
+
+class _Path:
+    def __repr__(self):
+        return "Path('\udcff.txt')"
+
+
+def test_reprs_are_made_valid_too():  # repr() of a str escapes surrogates, others need not
+    unnamed = type("Unnamed", (), {"__qualname__": "Unnamed\ud800"})()  # no public attributes
+    cleaned = Redactor().clean({"path": _Path(), "object": unnamed, "keyed": {_Path(): 1}})
+    assert cleaned["path"] == "Path('\ufffd.txt')[replaced 1 invalid chars]"
+    assert cleaned["object"].startswith(f"<{__name__}.Unnamed\ufffd object at ")
+    assert cleaned["object"].endswith(">[replaced 1 invalid chars]")
+    assert cleaned["keyed"] == {"Path('\ufffd.txt')[replaced 1 invalid chars]": 1}
+
+
+def test_a_str_subclass_cannot_hide_a_lone_surrogate():
+    class Sneaky(str):
+        def isascii(self):
+            return True
+
+        def encode(self, *arguments):
+            return b""
+
+    sneaky, redactor = Sneaky("\ud800"), Redactor()
+    assert redactor.clean({sneaky: sneaky}) == {_MARKED: _MARKED}
+    assert redactor.clean_text(sneaky) == _MARKED and redactor.bound_name(sneaky) == _MARKED
+
+
+@pytest.mark.parametrize("clean", [
+    lambda redactor, text: redactor.clean({text: [text] * 64}),
+    lambda redactor, text: redactor.clean_text(text),
+    lambda redactor, text: redactor.bound_name(text),
+    lambda redactor, text: redactor.capture([text], {text: text}),
+], ids=["clean", "clean_text", "bound_name", "capture"])
+def test_invalid_text_is_bounded_in_size_and_time(clean):
+    text, redactor = "\ud800x" * 10**6, Redactor()
+    elapsed = []
+    for _ in range(3):  # the best of three, so a busy machine does not fail the test
+        started = time.perf_counter()
+        cleaned = clean(redactor, text)
+        elapsed.append(time.perf_counter() - started)
+    assert min(elapsed) < 0.05
+    assert _strictly_utf8(cleaned) and "[replaced " in json.dumps(cleaned, ensure_ascii=False)
+    assert len(json.dumps(cleaned, ensure_ascii=False)) <= 2 * Limits().max_total
+
+
+_ANY_CHARACTER = st.one_of(st.characters(categories=["Cs"]),  # lone surrogates, often
+                           st.sampled_from("a =:é\ufffd[]\U0001f600"), st.characters())
+_ANY_TEXT = st.lists(_ANY_CHARACTER, max_size=12).map("".join)  # st.text() drops surrogates
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_ANY_TEXT, st.one_of(_ANY_TEXT, st.lists(_ANY_TEXT, max_size=3)),
+                       max_size=8))
+def test_every_string_the_redactor_returns_is_valid_unicode(value):
+    redactor = Redactor()
+    cleaned = redactor.clean(value)
+    assert _strictly_utf8(cleaned) and canonical_bytes(cleaned)
+    assert len(cleaned) == len(value)  # keys that became equal were all kept
+    for key, item in value.items():
+        assert _strictly_utf8([redactor.clean_text(key), redactor.capture([key], {key: item})])
+        if len(key) <= 256:
+            assert redactor.bound_name(key) == _fixed(key)
