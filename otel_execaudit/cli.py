@@ -128,7 +128,8 @@ def verify_command(path: Path | None, as_json: bool, strict: bool) -> None:
     """Verify the hash chain of a ledger (default: $EXECAUDIT_LEDGER or ./.execaudit/ledger.db).
 
     Exit 0 when intact, 1 when any entry was modified, deleted, inserted or reordered (the first
-    bad seq is named), 2 when the file is missing or is not a ledger.
+    bad seq is named) or the file itself was changed or damaged, 2 when the file is missing or
+    is not a ledger.
     """
     target = path or default_ledger_path()
     try:
@@ -152,11 +153,13 @@ def _fail_unreadable(target: Path, error: Exception, as_json: bool) -> None:
 
 
 def describe_report(report: VerifyReport) -> str:
+    """One line for a report: ``l.db: intact, 3 entries, head 5f3c…`` or ``l.db: TAMPERED …``."""
     if report.ok:
         head = report.head_hash[:16] + "…" if report.head_hash else "(empty)"
         return f"{report.path}: intact, {report.entries} entries, head {head}"
-    return (f"{report.path}: TAMPERED at seq {report.first_bad_seq}: {report.reason} "
-            f"({report.entries} entries read)")
+    # No bad seq: the problem is the file around the chain (meta, schema, index, damage).
+    where = "" if report.first_bad_seq is None else f" at seq {report.first_bad_seq}"
+    return f"{report.path}: TAMPERED{where}: {report.reason} ({report.entries} entries read)"
 
 
 @main.command("demo")

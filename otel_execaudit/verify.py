@@ -1,6 +1,8 @@
 """Offline verification of a ledger file: every entry, every link, nothing written.
 
-The rules checked are those of ``docs/ledger-format.md`` ("What verify checks")::
+The rules checked are those of ``docs/ledger-format.md`` ("What verify checks"): the file
+around the chain (``meta``, the schema, the index), then every entry. A ledger that is damaged
+(unreadable pages, a truncated file) is reported like a tampered one, never raised::
 
     >>> import tempfile, pathlib
     >>> from otel_execaudit.ledger import Ledger
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import pathlib
 import sqlite3
@@ -27,12 +30,20 @@ from otel_execaudit.canonical import (
     canonical_bytes,
 )
 from otel_execaudit.errors import LedgerError, LedgerNotFoundError, NotALedgerError
-from otel_execaudit.ledger_file import FORMAT_VERSION, ledger_identity
+from otel_execaudit.ledger_file import APPLICATION, APPLICATION_ID, FORMAT_VERSION, ledger_identity
 
 __all__ = ["VerifyReport", "verify"]
 
 ENTRY_FIELDS = frozenset(("format", "seq", "prev", "ts", "kind", "execution_id", "plan_id", "trace_id", "span_id", "data"))
 _HEX_DIGITS = frozenset("0123456789abcdef")
+# The file around the chain, as ledger_file.SCHEMA creates it: meta's rows, and for each column
+# of entries its declared type, NOT NULL and primary-key flags (seq: the INTEGER PRIMARY KEY).
+_META_ROWS = [("application", APPLICATION), ("format", str(FORMAT_VERSION))]
+_ENTRY_COLUMNS = {"seq": ("INTEGER", 0, 1), "hash": ("TEXT", 1, 0), "body": ("BLOB", 1, 0),
+                  "execution_id": ("TEXT", 1, 0), "kind": ("TEXT", 1, 0)}
+_INDEX, _INDEX_COLUMNS = "entries_by_execution", ["execution_id", "seq"]
+_COUNT_INDEXED = f"SELECT count(*) FROM entries INDEXED BY {_INDEX}"
+_SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,21 +78,82 @@ def verify(path: str | os.PathLike[str], *, strict: bool = False,
     (slower; the hash chain already makes any change after writing visible). Ledgers of
     200,000 entries or more are checked by ``workers`` processes (default: one per core).
     Raises ``LedgerNotFoundError`` if the path does not exist, ``NotALedgerError`` if it is not
-    a ledger.
+    a ledger, ``LedgerError`` if it cannot be opened at all (permissions). A damaged ledger
+    gives a report like a tampered one: ``first_bad_seq`` is the entry where reading failed, or
+    None when the problem is the file around the chain rather than one entry.
 
     Example: ``report = verify(".execaudit/ledger.db"); sys.exit(0 if report.ok else 1)``
     """
     path = pathlib.Path(path)
+    try:
+        return _verify_file(path, strict, workers)
+    except _Damaged as damage:
+        return VerifyReport(str(path), False, 0, None, None, str(damage))
+
+
+class _Damaged(Exception):
+    """The file is a ledger (its meta rows, or when those cannot be read its header, say so) but
+    not as the format has it; the message is the report's reason."""
+
+
+def _verify_file(path: pathlib.Path, strict: bool, workers: int | None) -> VerifyReport:
     connection = _open_read_only(path)
     try:
+        # One snapshot for the checks of the whole file: entries appended meanwhile are not seen
+        # (in parallel mode the parts read only seqs below the snapshot's end).
+        connection.execute("BEGIN")
+        problem = _file_problem(connection)
+        if problem is not None:
+            raise _Damaged(problem)
         last_seq = connection.execute("SELECT max(seq) FROM entries").fetchone()[0]
+        # Reading the whole index (a covering index: about 2 % of the file) finds its damaged
+        # pages, and rows it lacks or has too many of, which lookups by execution id would show.
+        indexed = connection.execute(_COUNT_INDEXED).fetchone()[0]
         workers = workers or min(os.cpu_count() or 1, MAX_WORKERS)
         if last_seq is None or last_seq + 1 < PARALLEL_FROM or workers < 2:
             outcome = _verify_range(connection, str(path), strict, 0, None)
-            return outcome.report(str(path), GENESIS_PREV, 0)
+            report = outcome.report(str(path), GENESIS_PREV, 0)
+        else:
+            report = _verify_in_parallel(path, strict, last_seq + 1, workers)
+    except sqlite3.DatabaseError as error:
+        raise _Damaged(_damage_reason(error)) from error
     finally:
         connection.close()
-    return _verify_in_parallel(path, strict, last_seq + 1, workers)
+    if report.ok and indexed != report.entries:
+        return dataclasses.replace(report, ok=False, reason=(
+            f"index {_INDEX} holds {indexed} rows for {report.entries} entries: the file is "
+            "damaged or was changed, and lookups by execution id would not show the chain"))
+    return report
+
+
+def _damage_reason(error: sqlite3.DatabaseError) -> str:
+    return f"the SQLite file is damaged ({error})"
+
+
+def _file_problem(connection: sqlite3.Connection) -> str | None:
+    """Say how the file around the chain differs from the format, or return None.
+
+    ``meta`` holds exactly its two rows (the file was identified by them; another row means it
+    was changed), ``entries`` has exactly the format's columns and the index exists.
+    """
+    meta = sorted(connection.execute("SELECT key, value FROM meta"))
+    if meta != _META_ROWS:
+        others = [found for found in meta if found not in _META_ROWS]
+        return f"meta holds rows other than application and format ({others}): the file was changed"
+    columns = {name: (declared.upper(), not_null, primary)
+               for _, name, declared, not_null, _, primary in connection.execute("PRAGMA table_info(entries)")}
+    if columns != _ENTRY_COLUMNS:
+        missing = sorted(_ENTRY_COLUMNS.keys() - columns.keys())
+        different = sorted(name for name in _ENTRY_COLUMNS.keys() & columns.keys()
+                           if columns[name] != _ENTRY_COLUMNS[name])
+        unexpected = sorted(columns.keys() - _ENTRY_COLUMNS.keys())
+        return (f"the entries table is not the format's (missing columns {missing}, changed "
+                f"{different}, unexpected {unexpected}): the file was changed")
+    partial = {name: partial for _, name, _, _, partial in connection.execute("PRAGMA index_list(entries)")}
+    indexed = [name for _, _, name in connection.execute(f"PRAGMA index_info({_INDEX})")]
+    if partial.get(_INDEX) != 0 or indexed != _INDEX_COLUMNS:  # a partial index skips rows
+        return f"index {_INDEX} on entries (execution_id, seq) is missing or different: the file was changed"
+    return None
 
 
 # Verification is embarrassingly parallel: each part of the chain checks its own entries and
@@ -148,7 +220,7 @@ def _open_read_only(path: pathlib.Path) -> sqlite3.Connection:
     uri = "file:" + urllib.parse.quote(str(path.absolute()))
     connection = sqlite3.connect(uri + "?mode=ro", uri=True)
     try:
-        identity = ledger_identity(connection, path)
+        identity = _identify(connection, path)
     except sqlite3.OperationalError as error:
         connection.close()
         # A read-only directory without a -shm file cannot host a WAL reader; with no -wal file
@@ -158,7 +230,14 @@ def _open_read_only(path: pathlib.Path) -> sqlite3.Connection:
                 f"cannot read ledger {path}: {error}. Copy it with its -wal file to a writable directory."
             ) from error
         connection = sqlite3.connect(uri + "?immutable=1", uri=True)
-        identity = ledger_identity(connection, path)
+        try:
+            identity = _identify(connection, path)
+        except sqlite3.OperationalError as error:
+            connection.close()
+            raise LedgerError(f"cannot read ledger {path}: {error}. Check its permissions.") from error
+        except BaseException:
+            connection.close()
+            raise
     except BaseException:
         connection.close()
         raise
@@ -169,12 +248,45 @@ def _open_read_only(path: pathlib.Path) -> sqlite3.Connection:
     return connection
 
 
+def _identify(connection: sqlite3.Connection, path: pathlib.Path) -> str:
+    """``ledger_identity``, except that a file whose header names it a ledger (application_id
+    "EXAU") but that SQLite cannot read is a damaged ledger, not something else."""
+    try:
+        return ledger_identity(connection, path)
+    except sqlite3.DatabaseError as error:  # a damaged page, or meta without its columns
+        # Other operational errors (permissions, locks) are no verdict on the file: the caller
+        # retries or reports that it cannot read it.
+        if isinstance(error, sqlite3.OperationalError) and error.sqlite_errorname != "SQLITE_ERROR":
+            raise
+        if _header_names_a_ledger(path):
+            raise _Damaged(_damage_reason(error)) from error
+        raise NotALedgerError(f"{path} is not an otel-execaudit ledger ({error}).") from error
+    except NotALedgerError as error:
+        if isinstance(error.__cause__, sqlite3.DatabaseError) and _header_names_a_ledger(path):
+            raise _Damaged(_damage_reason(error.__cause__)) from error
+        raise
+
+
+def _header_names_a_ledger(path: pathlib.Path) -> bool:
+    """Whether the file starts with an SQLite header carrying the ledger's application_id.
+
+    The header is informative only (docs/ledger-format.md): it decides nothing about a file
+    SQLite can read, but tells a damaged ledger (exit 1) from a foreign file (exit 2).
+    """
+    try:
+        with path.open("rb") as file:
+            header = file.read(72)
+    except OSError:
+        return False
+    return header[:16] == _SQLITE_HEADER and int.from_bytes(header[68:72], "big") == APPLICATION_ID
+
+
 def _verify_range(connection: sqlite3.Connection, path: str, strict: bool, start: int,
                   stop: int | None) -> _RangeOutcome:
     """Check entries ``start <= seq < stop`` (to the end when ``stop`` is None). The first one's
     ``prev`` is checked here only from seq 0; otherwise it is returned for the caller."""
     sha256 = hashlib.sha256
-    loads = orjson.loads
+    loads, dumps = orjson.loads, orjson.dumps
     expected_seq = start
     previous: str | None = GENESIS_PREV if start == 0 else None
     first_prev: str | None = None
@@ -183,17 +295,18 @@ def _verify_range(connection: sqlite3.Connection, path: str, strict: bool, start
         return _RangeOutcome(start, expected_seq - start,
                              previous if expected_seq > start else None, first_prev, seq, reason)
 
-    if stop is None:
-        rows = connection.execute(
-            "SELECT seq, hash, body, execution_id, kind FROM entries WHERE seq >= ? ORDER BY seq",
-            (start,))
-    else:
-        rows = connection.execute(
-            "SELECT seq, hash, body, execution_id, kind FROM entries WHERE seq >= ? AND seq < ?"
-            " ORDER BY seq", (start, stop))
+    # The part from seq 0 has no lower bound: a row below 0 is not an entry of the chain, yet
+    # lookups by execution id find it, so it must come first and fail.
+    bounds = ([] if start == 0 else ["seq >= :start"]) + ([] if stop is None else ["seq < :stop"])
+    query = ("SELECT seq, hash, body, execution_id, kind FROM entries"
+             + "".join(f" {word} {bound}" for word, bound in zip(("WHERE", "AND"), bounds))
+             + " ORDER BY seq")
     try:
-        for seq, stored_hash, body, execution_id, kind in rows:
+        for seq, stored_hash, body, execution_id, kind in connection.execute(
+                query, {"start": start, "stop": stop}):
             if seq != expected_seq:
+                if seq < 0:
+                    return broken(seq, f"row seq {seq} is outside 0..n-1: a row was added before entry 0")
                 if seq < expected_seq:  # cannot happen with INTEGER PRIMARY KEY; kept for other engines
                     return broken(seq, f"entry {seq} appears twice")
                 return broken(expected_seq, f"entry {expected_seq} is missing (the next stored entry is {seq})")
@@ -206,6 +319,17 @@ def _verify_range(connection: sqlite3.Connection, path: str, strict: bool, start
                 fields = loads(body)
             except orjson.JSONDecodeError as error:
                 return broken(seq, f"body is not valid JSON ({error})")
+            # orjson keeps the last of two members with one name and canonical JSON has none. Re-
+            # encoding the parsed value gives the body back exactly when it has none (one dumps,
+            # about 1 µs); only bodies that differ anyway are parsed again to look for one.
+            try:
+                reencoded = dumps(fields)
+            except orjson.JSONEncodeError:  # nested deeper than orjson writes: the exact test decides
+                reencoded = None
+            if reencoded != body:
+                problem = _duplicate_problem(body)
+                if problem is not None:
+                    return broken(seq, problem)
             if type(fields) is not dict or fields.keys() != ENTRY_FIELDS:
                 return broken(seq, _field_set_problem(fields))
             if previous is None:  # the first entry of a later part: its link is checked later
@@ -222,6 +346,7 @@ def _verify_range(connection: sqlite3.Connection, path: str, strict: bool, start
                 and type(fields["ts"]) is str
                 and type(execution_id) is str
                 and type(kind) is str
+                and kind
                 and type(fields["plan_id"]) is str
                 and type(fields["data"]) is dict
                 and (fields["trace_id"] is None or _is_hex(fields["trace_id"], 32))
@@ -234,12 +359,12 @@ def _verify_range(connection: sqlite3.Connection, path: str, strict: bool, start
                     return broken(seq, problem)
             previous = digest
             expected_seq += 1
+        if stop is not None and expected_seq < stop:  # the part ends early: the next entries are gone
+            (following,) = connection.execute("SELECT min(seq) FROM entries WHERE seq > ?",
+                                              (expected_seq,)).fetchone()
+            return broken(expected_seq, f"entry {expected_seq} is missing (the next stored entry is {following})")
     except sqlite3.DatabaseError as error:
-        return broken(expected_seq, f"the SQLite file is damaged ({error})")
-    if stop is not None and expected_seq < stop:  # the part ends early: the next entries are gone
-        (following,) = connection.execute("SELECT min(seq) FROM entries WHERE seq > ?",
-                                          (expected_seq,)).fetchone()
-        return broken(expected_seq, f"entry {expected_seq} is missing (the next stored entry is {following})")
+        return broken(expected_seq, _damage_reason(error))
     return _RangeOutcome(start, expected_seq - start,
                          previous if expected_seq > start else None, first_prev)
 
@@ -274,10 +399,42 @@ def _entry_problem(fields: dict, seq: int, previous: str, execution_id: object, 
     for name in ("ts", "kind", "execution_id", "plan_id"):
         if type(fields[name]) is not str:
             return f"{name} is not a string"
+    if not fields["kind"]:
+        return "kind is empty; the format requires a non-empty string"
     for name, length in (("trace_id", 32), ("span_id", 16)):
         if fields[name] is not None and not _is_hex(fields[name], length):
             return f"{name} is neither null nor {length} lowercase hex characters"
     return "data is not a JSON object"
+
+
+class _DuplicateMember(Exception):
+    pass
+
+
+def _refuse_duplicates(pairs: list[tuple[str, object]]) -> None:
+    seen: set[str] = set()
+    for name, _ in pairs:
+        if name in seen:
+            raise _DuplicateMember(name)
+        seen.add(name)
+    # Returns None: only the names matter here, so no object is built.
+
+
+def _duplicate_problem(body: bytes) -> str | None:
+    """Name a member that one object of ``body`` has twice, or return None (the exact test).
+
+    >>> _duplicate_problem(b'{"a": {"b": 1, "b": 2}}')
+    "body has a duplicate member 'b' (not canonical; readers may disagree on its value)"
+    >>> _duplicate_problem(b'{"a": {"b": 1}, "b": 2}') is None
+    True
+    """
+    try:
+        json.loads(body, object_pairs_hook=_refuse_duplicates)
+    except _DuplicateMember as duplicate:
+        return f"body has a duplicate member {duplicate.args[0]!r} (not canonical; readers may disagree on its value)"
+    except (ValueError, RecursionError) as error:  # orjson read it; fail closed if json cannot
+        return f"body cannot be checked for duplicate members ({error})"
+    return None
 
 
 def _canonical_problem(fields: dict, body: bytes) -> str | None:

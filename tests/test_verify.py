@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
+import pathlib
+import re
 import sqlite3
+import subprocess
+import sys
 
 import orjson
 import pytest
 
-from otel_execaudit.canonical import canonical_bytes, leaf_hash_hex
+from otel_execaudit.canonical import GENESIS_PREV, canonical_bytes, leaf_hash_hex
 from otel_execaudit.errors import LedgerNotFoundError, NotALedgerError
 from otel_execaudit.ledger import Ledger
 from otel_execaudit.verify import VerifyReport, verify
@@ -230,6 +236,8 @@ def _forge_at(seq):
 
 PARALLEL_CASES = {
     "intact": lambda path: None,
+    "row with seq -1": lambda path: insert_row_before_entry_0(path),
+    "duplicate member in the last entry": lambda path: duplicate_member(path, 47),
     "forged in the first part": _forge_at(3),
     "forged last entry of a part": _forge_at(11),
     "forged first entry of a part": _forge_at(12),
@@ -265,3 +273,218 @@ def test_parallel_verification_equals_the_single_process_one(tmp_path, monkeypat
     parallel = verify(path, workers=4)  # parts of 12 entries: 0-11, 12-23, 24-35, 36-47
     assert parallel == single
     assert single.ok == (case in ("intact", "truncated tail"))  # see docs: anchor the head
+
+
+# Rows outside 0..n-1, the file around the chain, empty kinds and duplicate members: the
+# decisions of docs/ledger-format.md ("What verify checks").
+
+def insert_row_before_entry_0(path):
+    """Insert a self-consistent entry at row seq -1: ORDER BY seq puts it first, and a lookup
+    by execution id finds it like any entry."""
+    forged = {**fields(0), "format": 1, "seq": -1, "prev": GENESIS_PREV}
+    body = canonical_bytes(forged)
+    tamper(path, "INSERT INTO entries (seq, hash, body, execution_id, kind) VALUES (-1, ?, ?, ?, ?)",
+           leaf_hash_hex(body), body, forged["execution_id"], forged["kind"])
+
+
+def store_body(path, seq, body):
+    tamper(path, "UPDATE entries SET body = ?, hash = ? WHERE seq = ?", body, leaf_hash_hex(body), seq)
+
+
+def duplicate_member(path, seq):
+    """Give entry ``seq`` (the last one, or one whose successor is not checked) a second "data"
+    member before the real one: orjson keeps the last, so every other check still passes."""
+    body = row(path, seq)[1]
+    store_body(path, seq, body.replace(b'{"data":', b'{"data":{"number":-1},"data":', 1))
+
+
+def test_row_with_a_negative_seq_is_tampering(ledger_path):
+    insert_row_before_entry_0(ledger_path)
+    report = verify(ledger_path)
+    assert not report.ok and report.first_bad_seq == -1 and report.entries == 0, report
+    assert report.head_hash is None
+    assert "seq -1" in report.reason and "before entry 0" in report.reason
+
+
+def test_extra_meta_row_is_tampering(ledger_path):
+    tamper(ledger_path, "INSERT INTO meta (key, value) VALUES ('note', 'added later')")
+    report = verify(ledger_path)
+    assert not report.ok and report.first_bad_seq is None and report.entries == 0, report
+    assert "meta" in report.reason and "'note'" in report.reason
+
+
+def shrink_index(path):
+    """Leave the index with only the rows of entries 0..4 while the schema names a full index
+    (writable_schema): a lookup by execution id would miss entries 5..9."""
+    connection = sqlite3.connect(path)
+    connection.execute("DROP INDEX entries_by_execution")
+    connection.execute("CREATE INDEX entries_by_execution ON entries (execution_id, seq) WHERE seq < 5")
+    connection.execute("PRAGMA writable_schema = ON")
+    connection.execute("UPDATE sqlite_master SET sql = 'CREATE INDEX entries_by_execution ON entries "
+                       "(execution_id, seq)' WHERE name = 'entries_by_execution'")
+    connection.commit()
+    connection.close()
+
+
+def test_index_that_lacks_rows_is_tampering(ledger_path):
+    shrink_index(ledger_path)
+    report = verify(ledger_path)
+    assert not report.ok and report.first_bad_seq is None and report.entries == 10, report
+    assert "index entries_by_execution holds 5 rows for 10 entries" in report.reason
+
+
+def test_empty_kind_is_tampering(ledger_path):
+    rewrite(ledger_path, 9, lambda body: body.update(kind=""))
+    tamper(ledger_path, "UPDATE entries SET kind = '' WHERE seq = 9")
+    assert_broken_at(ledger_path, 9, "kind is empty")
+
+
+@pytest.mark.parametrize("strict", [False, True])
+@pytest.mark.parametrize(
+    ("name", "original", "forged"),
+    [
+        ("data", b'{"data":', b'{"data":{"number":-1},"data":'),
+        ("number", b'"number":9}', b'"number":-1,"number":9}'),
+        # Not canonical in other ways as well: the exact (slower) check, not the fast one, decides.
+        ("number", b'"number":9}', b'"number": -1, "number": 9}'),
+    ],
+)
+def test_duplicate_members_are_tampering_even_without_strict(ledger_path, strict, name, original, forged):
+    body = row(ledger_path, 9)[1]
+    assert original in body
+    store_body(ledger_path, 9, body.replace(original, forged, 1))
+    report = verify(ledger_path, strict=strict)
+    assert not report.ok and report.first_bad_seq == 9 and report.entries == 9, report
+    assert f"duplicate member {name!r}" in report.reason
+
+
+def test_a_non_canonical_body_without_duplicates_passes_only_the_fast_check(ledger_path):
+    # The counterpart of the cases above: spaces alone are found by --strict only, and the
+    # duplicate test does not mistake them (or an integer orjson reads as a float) for one.
+    body = row(ledger_path, 9)[1]
+    store_body(ledger_path, 9, body.replace(b'"number":9}', b'"number": 9, "large": 123456789012345678901234567890}'))
+    assert verify(ledger_path).ok
+    assert "canonical" in verify(ledger_path, strict=True).reason
+    store_body(ledger_path, 9, body.replace(b'"number":9}', b'"number": 9, "number": 9}'))
+    assert "duplicate member 'number'" in verify(ledger_path).reason
+
+
+# The sample verifier of docs/ledger-format.md, run as a reader would run it, must give the
+# status verify gives (0 intact, 1 tampered, 2 not a ledger) on every case.
+
+SPEC = pathlib.Path(__file__).resolve().parent.parent / "docs" / "ledger-format.md"
+
+
+SAMPLE_CASES = {
+    "intact": (0, lambda path: None),
+    "spaces in a body (not canonical; check 8 only)": (
+        0, lambda path: store_body(path, 9, row(path, 9)[1].replace(b'":', b'": '))),
+    "edited body": (1, lambda path: tamper(path, "UPDATE entries SET body = ? WHERE seq = 4",
+                                           row(path, 4)[1].replace(b'"number":4', b'"number":5'))),
+    "edited body, hash recomputed": (1, lambda path: rewrite(path, 4, lambda body: body["data"].update(number=99))),
+    "deleted entry": (1, lambda path: tamper(path, "DELETE FROM entries WHERE seq = 5")),
+    "row with seq -1": (1, insert_row_before_entry_0),
+    "extra meta row": (1, lambda path: tamper(path, "INSERT INTO meta VALUES ('note', 'added later')")),
+    "empty kind": (1, lambda path: (rewrite(path, 9, lambda body: body.update(kind="")),
+                                    tamper(path, "UPDATE entries SET kind = '' WHERE seq = 9"))),
+    "duplicate member": (1, lambda path: duplicate_member(path, 9)),
+    "duplicate member in data": (1, lambda path: store_body(
+        path, 9, row(path, 9)[1].replace(b'"number":9}', b'"number":-1,"number":9}'))),
+    "format true": (1, lambda path: rewrite(path, 9, lambda body: body.update(format=True))),
+    "kind column changed": (1, lambda path: tamper(path, "UPDATE entries SET kind = 'x' WHERE seq = 3")),
+    "dropped index": (1, lambda path: tamper(path, "DROP INDEX entries_by_execution")),
+    "index lacking rows": (1, shrink_index),
+    "dropped column": (1, lambda path: tamper(path, "ALTER TABLE entries DROP COLUMN kind")),
+    "meta of another application": (2, lambda path: tamper(
+        path, "UPDATE meta SET value = 'someone-else' WHERE key = 'application'")),
+    "format 2": (2, lambda path: tamper(path, "UPDATE meta SET value = '2' WHERE key = 'format'")),
+}
+
+
+def verify_status(path):
+    try:
+        return 0 if verify(path).ok else 1
+    except NotALedgerError:
+        return 2
+
+
+def test_the_spec_sample_verifier_agrees_with_verify(tmp_path):
+    sample = re.search(r"A minimal independent verifier.*?```python\n(.*?)```", SPEC.read_text(), re.S)
+    script = tmp_path / "sample_verifier.py"
+    script.write_text(sample.group(1))
+    statuses = {}
+    for number, (case, (expected, change)) in enumerate(SAMPLE_CASES.items()):
+        path = tmp_path / f"ledger-{number}.db"
+        with Ledger(path) as ledger:
+            for entry in range(10):
+                ledger.append(fields(entry))
+        change(path)
+        run = subprocess.run([sys.executable, "-I", str(script), str(path)], capture_output=True,
+                             text=True, timeout=60, stdin=subprocess.DEVNULL)
+        sample_status = "traceback" if "Traceback" in run.stderr else run.returncode
+        statuses[case] = (expected, verify_status(path), sample_status)
+    assert {case: found for case, found in statuses.items() if len(set(found)) > 1} == {}
+
+
+# A damaged file is reported like tampering (exit 1, a report, JSON with --json), never with a
+# traceback; exit 2 stays for a path that is missing or is not a ledger at all.
+
+PAGE = 16384  # the page size of a new ledger (ledger_file._initialise)
+
+
+def _corrupt_page_holding(marker):
+    def corrupt(path):
+        data = bytearray(path.read_bytes())
+        start = data.index(marker) // PAGE * PAGE
+        data[start:start + 64] = b"\xff" * 64  # the b-tree page header: not a page any more
+        path.write_bytes(bytes(data))
+    return corrupt
+
+
+def _corrupt_index_root(path):
+    connection = sqlite3.connect(path)
+    (root,) = connection.execute(
+        "SELECT rootpage FROM sqlite_master WHERE name = 'entries_by_execution'").fetchone()
+    connection.close()
+    data = bytearray(path.read_bytes())
+    data[(root - 1) * PAGE:(root - 1) * PAGE + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+
+
+DAMAGE = {
+    "corrupted page holding the last entry": _corrupt_page_holding(b'"number":499}'),
+    "corrupted index page": _corrupt_index_root,
+    "missing column": lambda path: tamper(path, "ALTER TABLE entries DROP COLUMN kind"),
+    "dropped index": lambda path: tamper(path, "DROP INDEX entries_by_execution"),
+    "truncated by one page": lambda path: os.truncate(path, path.stat().st_size - PAGE),
+    "truncated inside its first page": lambda path: os.truncate(path, 8000),
+}
+
+
+@pytest.fixture(scope="module")
+def big_ledger_bytes(tmp_path_factory):
+    """A ledger of 500 entries: a dozen pages, so that a page can be damaged alone."""
+    path = tmp_path_factory.mktemp("big") / "ledger.db"
+    with Ledger(path) as ledger:
+        for number in range(500):
+            ledger.append(fields(number))
+    assert not pathlib.Path(f"{path}-wal").exists() or not pathlib.Path(f"{path}-wal").stat().st_size
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_damaged_ledger_exits_1_with_a_report(tmp_path, big_ledger_bytes, damage):
+    path = tmp_path / "ledger.db"
+    path.write_bytes(big_ledger_bytes)
+    DAMAGE[damage](path)
+    command = [sys.executable, "-m", "otel_execaudit.cli", "verify", str(path)]
+    as_json = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=120,
+                             stdin=subprocess.DEVNULL)
+    assert "Traceback" not in as_json.stdout + as_json.stderr, as_json.stderr
+    assert as_json.returncode == 1, (as_json.stdout, as_json.stderr)
+    report = json.loads(as_json.stdout)
+    assert report["ok"] is False and report["reason"], report
+    text = subprocess.run(command, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert "Traceback" not in text.stdout + text.stderr, text.stderr
+    assert text.returncode == 1 and "TAMPERED" in text.stdout, (text.stdout, text.stderr)
+    assert report["reason"] in text.stdout and "seq None" not in text.stdout
