@@ -83,8 +83,9 @@ def acting(function: Callable[..., Any], name: str, side_effects: Iterable[Any],
                     side_effects=declared_effects(side_effects, f"step {name!r}"),
                     consumes=amounts(consumes, f"@step({name!r}): consumes"))
     if not spec.side_effects:
-        raise ConfigurationError(f"@step({name!r}, side_effects=[]) declares nothing; leave "
-                                 "side_effects out for a step that only reads.")
+        raise ConfigurationError(f"@step({name!r}, side_effects=[]) declares nothing; declare "
+                                 "what the step may change, or leave side_effects out for a "
+                                 "step that only reads (a plain @step runs in a dry run too).")
 
     def prepare(arguments: tuple[Any, ...], keywords: dict[str, Any]) -> tuple[Any, bool]:
         from otel_execaudit.instrument import current_execution, current_step

@@ -32,8 +32,8 @@ from otel_execaudit.errors import (
     NotALedgerError,
 )
 from otel_execaudit.ledger import default_ledger_path
-from otel_execaudit.logs import set_level
-from otel_execaudit.records import ExecutionRecord, ExecutionStatus, StepEventType
+from otel_execaudit.logs import LEVELS, set_level
+from otel_execaudit.records import ExecutionRecord, ExecutionStatus, StepEventType, escaped_text
 from otel_execaudit.verify import VerifyReport, verify
 
 EXIT_INTACT, EXIT_TAMPERED, EXIT_UNREADABLE = 0, 1, 2
@@ -69,7 +69,7 @@ def error_document(error_type: str, message: str) -> dict[str, Any]:
     """What ``--json`` prints when a command could not run: bad input, a usage error.
     Its format is ``otel-execaudit.error/1`` (docs/result-format.md)."""
     return {"format": "otel-execaudit.error/1", "ok": False,
-            "error": {"type": error_type, "message": message}}
+            "error": {"type": error_type, "message": escaped_text(message)}}
 
 
 class Commands(click.Group):
@@ -96,9 +96,13 @@ class Commands(click.Group):
 
 def _set_verbosity(context: click.Context, parameter: click.Parameter, count: int) -> None:
     # Log lines around a report are noise unless asked for; $EXECAUDIT_LOG_LEVEL still rules.
+    setting = os.environ.get("EXECAUDIT_LOG_LEVEL", "").strip().lower()
+    if setting and setting not in LEVELS:
+        raise click.UsageError(f"EXECAUDIT_LOG_LEVEL={setting!r} is not a log level; set it to "
+                               f"one of {', '.join(LEVELS)}, or unset it.")
     if count:
         set_level("debug" if count > 1 else "info")
-    elif not os.environ.get("EXECAUDIT_LOG_LEVEL"):
+    elif not setting:
         set_level("off")
 
 
@@ -146,7 +150,8 @@ def verify_command(path: Path | None, as_json: bool, strict: bool) -> None:
 
 def _fail_unreadable(target: Path, error: Exception, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps({"path": str(target), "ok": False, "error": str(error)}, indent=2))
+        click.echo(json.dumps({"path": escaped_text(str(target)), "ok": False,
+                               "error": escaped_text(str(error))}, indent=2))
     else:
         click.echo(f"execaudit: {error}", err=True)
     sys.exit(EXIT_UNREADABLE)
@@ -156,10 +161,11 @@ def describe_report(report: VerifyReport) -> str:
     """One line for a report: ``l.db: intact, 3 entries, head 5f3c…`` or ``l.db: TAMPERED …``."""
     if report.ok:
         head = report.head_hash[:16] + "…" if report.head_hash else "(empty)"
-        return f"{report.path}: intact, {report.entries} entries, head {head}"
+        return f"{escaped_text(report.path)}: intact, {report.entries} entries, head {head}"
     # No bad seq: the problem is the file around the chain (meta, schema, index, damage).
     where = "" if report.first_bad_seq is None else f" at seq {report.first_bad_seq}"
-    return f"{report.path}: TAMPERED{where}: {report.reason} ({report.entries} entries read)"
+    return (f"{escaped_text(report.path)}: TAMPERED{where}: {report.reason} "
+            f"({report.entries} entries read)")
 
 
 @main.command("demo")
@@ -201,10 +207,11 @@ def demo_command(ledger_path: Path | None, exporter: str | None) -> None:
                       soft_wrap=True)
     console.print()
     report = verify(runtime.ledger.path)
-    console.print(f"[bold]Ledger[/]: {runtime.ledger.path}")
+    shown = escape(escaped_text(str(runtime.ledger.path)))  # a name that is not UTF-8, escaped
+    console.print(f"[bold]Ledger[/]: {shown}")
     style = "green" if report.ok else "red"
     console.print(f"[bold]Verify[/]: [{style}]{describe_report(report)}[/]")
-    console.print(f"Check it yourself: [bold]execaudit verify {runtime.ledger.path}[/]")
+    console.print(f"Check it yourself: [bold]execaudit verify {shown}[/]")
     sys.exit(EXIT_INTACT if report.ok else EXIT_TAMPERED)
 
 
@@ -441,6 +448,9 @@ def _live_hint(result: Any, plan_path: Path, adapter_modules: tuple[str, ...],
         words += ["--exporter", exporter]
     words += ["--live", "--acknowledge-risk", "--validated", "--validation-passed",
               "--plan-hash", str(result.plan_hash)]
+    if not all(_printable(word) for word in words):
+        return ("No LIVE command: a path or id in it is not valid UTF-8, so it cannot be printed "
+                "to run as shown; rename it, or type the command yourself.")
     return "To run it LIVE, pinned to what you just reviewed:\n  " + shlex.join(words)
 
 
@@ -455,13 +465,17 @@ def _predicted_live_blocker(result: Any) -> str | None:
     return None
 
 
+def _printable(text: str) -> bool:
+    return escaped_text(text) is text
+
+
 def _client_id(text: str | None) -> int | str | None:
     """An integer if it is ASCII digits only (with a minus sign, so that -1 is refused as not
     positive); otherwise as given, for the TenantContext guard to refuse. (int() would also
     take " 1", "1_000" and other scripts' digits.)"""
     if text is None:
         return None
-    return int(text) if _ASCII_INTEGER.fullmatch(text) else text
+    return int(text) if _ASCII_INTEGER.fullmatch(text) else escaped_text(text)
 
 
 def _exit_code(result: Any, detailed: bool) -> int:

@@ -98,8 +98,9 @@ class GuardContext:
     @property
     def scope(self) -> str:
         """Whose counters: the tenant's (a strategy selects the maxima, not the counters, so
-        that switching strategies cannot reset a tenant's day)."""
-        return f"client:{self.client_id}"
+        that switching strategies cannot reset a tenant's day). Always valid text, whatever
+        the client id holds (TenantContext refuses what is not a positive integer)."""
+        return "client:" + str(self.client_id).encode("utf-8", "backslashreplace").decode()
 
     def acting(self) -> bool:
         """Whether the step about to act (or, before the first, any step of the plan) acts

@@ -505,17 +505,18 @@ class ExecutionObserver:
             handle = self._open_steps.get(step_index) if step_index is not None else None
             owner = handle if handle is not None else self
             channel = owner.channel
+            reversible = reversible is True  # only True is a yes: "no", 1 or None is the worst
             entry = self._append(kind, owner.trace_id, owner.span_id, {
                 "category": category.value, "description": clean_description,
-                "reversible": bool(reversible), "step_index": step_index,
+                "reversible": reversible, "step_index": step_index,
                 "details": clean_details})
-            effect = SideEffect(category, clean_description, bool(reversible), step_index,
+            effect = SideEffect(category, clean_description, reversible, step_index,
                                 clean_details, parse_timestamp(self._last_time), entry.seq)
             into.append(effect)
             channel.add_event(semantic.EVENT_SIDE_EFFECT if kind == "side_effect" else kind, {
                 semantic.SIDE_EFFECT_CATEGORY: category.value,
                 semantic.SIDE_EFFECT_DESCRIPTION: clean_description,
-                semantic.SIDE_EFFECT_REVERSIBLE: bool(reversible),
+                semantic.SIDE_EFFECT_REVERSIBLE: reversible,
                 semantic.LEDGER_SEQ: entry.seq, semantic.LEDGER_ENTRY_HASH: entry.hash})
             return effect
 

@@ -205,6 +205,8 @@ class PlanRun:
                 self._step(index, step)
             except SecurityEscalationError as error:  # the recorder ended it INCOMPLETE
                 self.status, self.error = ResultStatus.FAILED, str(error)
+                self.actions.append(self._not_run(index, step, "skipped",
+                                                  f"the security state stopped the run ({error})"))
                 self._emit(step, self._adapter_name(step), terminal.SECURITY_ESCALATION)
             except BaseException as error:  # the run stops; every path still gets its event
                 if not self._emitted:

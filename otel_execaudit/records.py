@@ -84,6 +84,27 @@ class SecurityState(str, enum.Enum):
     COMPROMISED = "compromised"
 
 
+def escaped_text(value: Any) -> Any:
+    """``value`` if it is valid text (or not text at all); else with what UTF-8 cannot hold
+    escaped, as Python writes it: for a path or an argument given, which must stay readable
+    as the bytes it was, where the redactor's U+FFFD would hide them.
+
+    >>> print(escaped_text(b"l\\xff.db".decode("utf-8", "surrogateescape")), escaped_text(7))
+    l\\xff.db 7
+    """
+    if not isinstance(value, str):
+        return value
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        pass
+    try:  # bytes os.fsdecode could not decode: shown as those bytes
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate of another origin
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def frozen(value: Any) -> Any:
     """A read-only copy: mappings become ``MappingProxyType``, lists become tuples, all the way
     down, so a record handed out can never be changed through its details.

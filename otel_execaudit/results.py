@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any, Mapping
 
 from otel_execaudit.guards import ExecutionGuard
-from otel_execaudit.records import ExecutionMode, format_timestamp, frozen, thawed
+from otel_execaudit.records import ExecutionMode, escaped_text, format_timestamp, frozen, thawed
 
 __all__ = ["ActionRecord", "ExecutionResult", "ResultStatus", "RESULT_FORMAT"]
 
@@ -126,7 +126,8 @@ class ExecutionResult:
         return {"format": RESULT_FORMAT, "status": self.status.value, "mode": self.mode.value,
                 "guards": [verdict.to_dict() for verdict in self.guards],
                 "actions": [action.to_dict() for action in self.actions],
-                "metadata": thawed(self.metadata),
+                "metadata": {key: escaped_text(value)  # a client id or path as given
+                             for key, value in thawed(self.metadata).items()},
                 "executed_at": format_timestamp(self.executed_at), "error": self.error,
                 "summary": self.summary}
 
@@ -152,7 +153,7 @@ class ExecutionResult:
         if self.error and not self.is_blocked():
             lines.append(f"Error: {self.error}")
         lines += ["", "Context:"]
-        lines += [f"  {key}: {value}" for key, value in self.metadata.items()
+        lines += [f"  {key}: {escaped_text(value)}" for key, value in self.metadata.items()
                   if value is not None]
         lines += ["", "SAFETY CHECKS:"]
         for verdict in self.guards:

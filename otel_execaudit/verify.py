@@ -66,8 +66,11 @@ class VerifyReport:
     reason: str | None
 
     def to_dict(self) -> dict:
-        """Return the report as a JSON-ready dict. Example: ``json.dumps(report.to_dict())``."""
-        return dataclasses.asdict(self)
+        """Return the report as a JSON-ready dict. Example: ``json.dumps(report.to_dict())``.
+        A path that is not valid UTF-8 is given with its odd bytes escaped (``l\\xff.db``)."""
+        document = dataclasses.asdict(self)
+        document["path"] = os.fsencode(self.path).decode("utf-8", "backslashreplace")
+        return document
 
 
 def verify(path: str | os.PathLike[str], *, strict: bool = False,
@@ -217,7 +220,8 @@ def _open_read_only(path: pathlib.Path) -> sqlite3.Connection:
         raise LedgerNotFoundError(f"no ledger at {path}. Check the path or EXECAUDIT_LEDGER.")
     if not path.is_file():
         raise NotALedgerError(f"{path} is not a file, so it is not an otel-execaudit ledger.")
-    uri = "file:" + urllib.parse.quote(str(path.absolute()))
+    # The path's bytes, quoted: a file name that is not UTF-8 is still a file to open.
+    uri = "file:" + urllib.parse.quote(os.fsencode(path.absolute()))
     connection = sqlite3.connect(uri + "?mode=ro", uri=True)
     try:
         identity = _identify(connection, path)

@@ -397,14 +397,14 @@ def failing_plan(tmp_path):
     sys.modules.pop("safe_defaults_failing", None)
 
 
-def execaudit_process(*words, cwd, env=None):
+def execaudit_process(*words, cwd, env=None, text=True):
     import subprocess
 
     environment = {key: value for key, value in os.environ.items()
                    if not key.startswith(("OTEL_", "EXECAUDIT_"))}
     environment.update(env or {})
     return subprocess.run([sys.executable, "-m", "otel_execaudit.cli", *words], cwd=cwd,
-                          env=environment, capture_output=True, text=True, timeout=120,
+                          env=environment, capture_output=True, text=text, timeout=120,
                           stdin=subprocess.DEVNULL)
 
 
@@ -505,3 +505,62 @@ def test_a_live_step_runs_only_after_its_started_entry_is_committed(execaudit_ca
     assert len(seen) == 3
     for kinds in seen:
         assert kinds[-1] != "step.completed" and "step.started" in kinds
+
+
+def test_the_step_a_security_escalation_refused_is_listed_as_not_run(execaudit_capture):
+    from otel_execaudit import SecuritySnapshot, SecurityState
+
+    state = {"now": SecurityState.NORMAL}
+    adapters = AdapterRegistry()
+    adapters.adapter("ok", side_effects=["other"])(lambda context: None)
+
+    @adapters.adapter("breach", side_effects=["other"])
+    def breach(context):
+        state["now"] = SecurityState.COMPROMISED
+
+    steps = [{"name": name, "action_type": kind} for name, kind in
+             (("a", "ok"), ("b", "breach"), ("c", "ok"), ("d", "ok"))]
+    result = Executor(adapters=adapters, security=lambda: SecuritySnapshot(state["now"])).run(
+        {"plan_id": "p", "steps": steps}, client_id=1, **LIVE)
+    assert [(action.step, action.type, action.status) for action in result.actions] == [
+        ("a", "LIVE", "success"), ("b", "LIVE", "success"), ("c", "NOT_RUN", "skipped"),
+        ("d", "NOT_RUN", "skipped")]
+    assert result.actions[2].reason.startswith("the security state stopped the run")
+
+
+@pytest.mark.parametrize("said", ["no", "false", 1, None])
+def test_only_true_makes_a_side_effect_reversible(execaudit_capture, said):
+    with execution("effects") as ex:
+        with ex.step("write") as st:
+            st.side_effect("file_system", "wrote a file", reversible=said)
+    assert ex.record.side_effects_report.observed[0].reversible is False
+
+
+def test_a_client_id_or_ledger_path_that_is_not_utf8_gives_a_report_not_a_traceback(tmp_path):
+    plan = os.path.join(os.path.dirname(__file__), "..", "docs", "examples", "buy-btc.yaml")
+    adapters = os.path.join(os.path.dirname(__file__), "..", "docs", "examples",
+                            "exchange_adapters.py")
+    ledger = os.fsdecode(b"l\xff.db")
+    common = ("--adapters", adapters, "--ledger", ledger, "--exporter", "none")
+    live = execaudit_process("execute", plan, "--client-id", "1", "--live", "--acknowledge-risk",
+                             "--validated", "--validation-passed", *common, cwd=tmp_path)
+    assert live.returncode == 0, live.stderr  # usage in the ledger: the preflight reads it
+    odd = execaudit_process("plan", plan, "--client-id", os.fsdecode(b"\xff"), "--json", *common,
+                            cwd=tmp_path, text=False)
+    assert odd.returncode == 1 and b"Traceback" not in odd.stderr
+    result = json.loads(odd.stdout.decode("utf-8"))  # strict UTF-8: valid JSON text
+    assert result["status"] == "BLOCKED"
+    assert (result["metadata"]["client_id"], result["metadata"]["ledger"][-8:]) == (
+        "\\xff", "l\\xff.db")
+    checked = execaudit_process("verify", ledger, "--json", cwd=tmp_path, text=False)
+    assert checked.returncode == 0, checked.stderr
+    assert json.loads(checked.stdout.decode("utf-8"))["path"] == "l\\xff.db"
+    shown = execaudit_process("demo", "--ledger", ledger, "--exporter", "none", cwd=tmp_path)
+    assert shown.returncode == 0 and "Traceback" not in shown.stderr
+
+
+def test_a_log_level_setting_that_is_not_one_is_a_usage_error(tmp_path):
+    refused = execaudit_process("verify", "l.db", cwd=tmp_path,
+                                env={"EXECAUDIT_LOG_LEVEL": "chatty"})
+    assert refused.returncode == 64
+    assert "EXECAUDIT_LOG_LEVEL='chatty' is not a log level" in refused.stderr

@@ -393,6 +393,10 @@ SAMPLE_CASES = {
     "format true": (1, lambda path: rewrite(path, 9, lambda body: body.update(format=True))),
     "kind column changed": (1, lambda path: tamper(path, "UPDATE entries SET kind = 'x' WHERE seq = 3")),
     "dropped index": (1, lambda path: tamper(path, "DROP INDEX entries_by_execution")),
+    "partial index": (1, lambda path: (
+        tamper(path, "DROP INDEX entries_by_execution"),
+        tamper(path, "CREATE INDEX entries_by_execution ON entries (execution_id, seq) "
+                     "WHERE seq >= 0"))),
     "index lacking rows": (1, shrink_index),
     "dropped column": (1, lambda path: tamper(path, "ALTER TABLE entries DROP COLUMN kind")),
     "meta of another application": (2, lambda path: tamper(
