@@ -33,8 +33,8 @@ def test_failed_execution_after_a_completed_step_is_failed(execaudit_capture):
     observer.record_step_started(1, "Step 2", {})
     observer.record_step_failed(1, "Step 2", "Error message")
     observer.mark_failed("Step 2 failed")
-    record = observer.get_execution_record()
-    assert record.status is ExecutionStatus.FAILED  # the seed's pattern: mark_failed is FAILED
+    record = observer.get_execution_record("LIVE")  # the seed's pattern, as written
+    assert record.status is ExecutionStatus.FAILED  # mark_failed is FAILED
     assert record.step_events[-1].error_message == "Error message"
     assert record.reason == "Step 2 failed"
 

@@ -241,17 +241,6 @@ def test_a_record_never_relabels_its_execution(execaudit_capture):
     assert observer.get_execution_record().live_mode_state == "DRY_RUN"
 
 
-def test_the_seeds_record_failed_execution_pattern_is_failed(execaudit_capture):
-    observer = ExecutionObserver(execution_id="exec-001", plan_id="plan-001")
-    observer.record_step_started(0, "Step 1", {})
-    observer.record_step_completed(0, "Step 1", {})
-    observer.record_step_started(1, "Step 2", {})
-    observer.record_step_failed(1, "Step 2", "Error message")
-    observer.mark_failed("Step 2 failed")
-    record = observer.get_execution_record("LIVE")
-    assert record.status == ExecutionStatus.FAILED
-
-
 def test_an_execution_that_carries_on_after_a_failed_step_is_completed_partial(
         execaudit_capture):
     with execution("carry-on") as handled:
