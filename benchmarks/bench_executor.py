@@ -30,11 +30,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import otel_execaudit
 from otel_execaudit import AdapterRegistry, Executor, plan, step
-from otel_execaudit.guards import GuardContext, default_guards
-from otel_execaudit.ledger import Ledger
-from otel_execaudit.limits import LimitCounters
-from otel_execaudit.plans import load_plan
-from otel_execaudit.records import timestamp_now
+from otel_execaudit.executor.guards import GuardContext, default_guards
+from otel_execaudit.ledger.store import Ledger
+from otel_execaudit.executor.limits import LimitCounters
+from otel_execaudit.executor.plans import load_plan
+from otel_execaudit.recording.records import timestamp_now
 
 LIVE = {"mode": "LIVE", "acknowledge_risk": True, "validated": True, "validation_passed": True}
 

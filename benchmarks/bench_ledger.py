@@ -20,9 +20,9 @@ import timeit
 
 import rfc8785
 
-from otel_execaudit.canonical import canonical_bytes
-from otel_execaudit.ledger import Ledger
-from otel_execaudit.verify import verify
+from otel_execaudit.ledger.canonical import canonical_bytes
+from otel_execaudit.ledger.store import Ledger
+from otel_execaudit.ledger.verify import verify
 
 RESULTS = pathlib.Path(__file__).with_name("results") / "ledger.json"
 

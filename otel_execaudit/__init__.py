@@ -19,14 +19,16 @@ into a local append-only hash-chained ledger that anyone can verify offline::
 Plans that act run through the guarded ``Executor``: DRY_RUN unless LIVE is asked for and
 acknowledged, every guard run and reported, any deny blocking before a single side effect.
 
-Read on in: ``instrument`` (context managers and decorators), ``observer`` (the recorder),
-``records`` (the immutable record), ``ledger`` and ``verify`` (the hash chain), ``telemetry``
-(fail-safe export), ``redaction`` (what may be recorded), ``runtime`` (``configure``);
-``executor`` with ``plan_run``, ``plans``, ``adapters``, ``guards``, ``limits``, ``pinning``,
-``results`` and ``terminal`` (the guarded executor), ``acting`` (code-first steps that act).
+Read on in the subpackages, in the direction data flows: ``execution`` (the guarded executor,
+loaded when first used), ``recording`` (context managers, decorators, the recorder and its
+records), ``ledger`` (the hash chain and ``verify``), ``telemetry`` (fail-safe export),
+``inspection`` (reading what happened), ``cli`` (the ``execaudit`` command), ``demo``; and the
+modules ``runtime`` (``configure``), ``redaction`` (what may be recorded), ``errors`` and
+``testing`` (the pytest fixture).
 """
 
-from otel_execaudit.adapters import ActionContext, ActionOutcome, AdapterRegistry, adapter
+from typing import TYPE_CHECKING, Any
+
 from otel_execaudit.errors import (
     AdapterError,
     ConfigurationError,
@@ -41,33 +43,19 @@ from otel_execaudit.errors import (
     RecordingError,
     SecurityEscalationError,
 )
-from otel_execaudit.executor import Executor, execute_plan
-from otel_execaudit.guards import (
-    AcknowledgementGuard,
-    ExecutionGuard,
-    ExecutionLimitsGuard,
-    Guard,
-    GuardContext,
-    PlanPinGuard,
-    Severity,
-    TenantContextGuard,
-    ValidationRequiredGuard,
+from otel_execaudit.ledger import (
+    Durability,
+    Ledger,
+    LedgerEntry,
+    VerifyReport,
+    default_ledger_path,
+    verify,
 )
-from otel_execaudit.instrument import (
+from otel_execaudit.recording import (
+    DeclaredEffect,
     Execution,
-    Step,
-    bind,
-    current_execution,
-    current_step,
-    execution,
-    plan,
-    step,
-)
-from otel_execaudit.ledger import Durability, Ledger, LedgerEntry, default_ledger_path
-from otel_execaudit.observer import ExecutionObserver, StepHandle
-from otel_execaudit.plans import DeclaredEffect, Plan, PlanStep, RollbackHint, load_plan
-from otel_execaudit.records import (
     ExecutionMode,
+    ExecutionObserver,
     ExecutionRecord,
     ExecutionStatus,
     SecuritySnapshot,
@@ -75,14 +63,69 @@ from otel_execaudit.records import (
     SideEffect,
     SideEffectCategory,
     SideEffectReport,
+    Step,
     StepEvent,
     StepEventType,
+    StepHandle,
+    bind,
+    current_execution,
+    current_step,
+    execution,
+    plan,
+    step,
 )
 from otel_execaudit.redaction import Limits, Redactor
-from otel_execaudit.results import ActionRecord, ExecutionResult, ResultStatus
 from otel_execaudit.runtime import Runtime, configure, get_runtime, shutdown
-from otel_execaudit.terminal import TerminalEvent
-from otel_execaudit.verify import VerifyReport, verify
+
+# The executor's names are imported when first used: code that only records never loads it.
+_EXECUTION_NAMES = frozenset((
+    "AcknowledgementGuard", "ActionContext", "ActionOutcome", "ActionRecord", "AdapterRegistry",
+    "ExecutionGuard", "ExecutionLimitsGuard", "ExecutionResult", "Executor", "Guard",
+    "GuardContext", "Plan", "PlanPinGuard", "PlanStep", "ResultStatus", "RollbackHint",
+    "Severity", "TenantContextGuard", "TerminalEvent", "ValidationRequiredGuard", "adapter",
+    "execute_plan", "load_plan"))
+
+if TYPE_CHECKING:
+    from otel_execaudit.executor import (  # noqa: F401
+        AcknowledgementGuard,
+        ActionContext,
+        ActionOutcome,
+        ActionRecord,
+        AdapterRegistry,
+        ExecutionGuard,
+        ExecutionLimitsGuard,
+        ExecutionResult,
+        Executor,
+        Guard,
+        GuardContext,
+        Plan,
+        PlanPinGuard,
+        PlanStep,
+        ResultStatus,
+        RollbackHint,
+        Severity,
+        TenantContextGuard,
+        TerminalEvent,
+        ValidationRequiredGuard,
+        adapter,
+        execute_plan,
+        load_plan,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXECUTION_NAMES:
+        from otel_execaudit import executor as _executor
+
+        value = getattr(_executor, name)
+        globals()[name] = value  # once: later lookups are plain attribute reads
+        return value
+    raise AttributeError(f"module 'otel_execaudit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "AcknowledgementGuard", "ActionContext", "ActionOutcome", "ActionRecord", "AdapterError",

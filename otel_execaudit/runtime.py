@@ -21,9 +21,9 @@ from typing import Any, Iterable, Mapping
 
 from opentelemetry import trace
 
-from otel_execaudit.ledger import Durability, Ledger, default_ledger_path
+from otel_execaudit.ledger.store import Durability, Ledger, default_ledger_path
 from otel_execaudit.redaction import Limits, Redactor
-from otel_execaudit.telemetry import Telemetry, build_telemetry
+from otel_execaudit.telemetry.pipeline import Telemetry, build_telemetry
 
 TRACER_NAME = "otel_execaudit"
 
@@ -90,7 +90,7 @@ def configure(
     (a ``LogRecordExporter``, such as the SDK's in-memory one in tests) is given; with a
     ``SpanExporter`` as ``exporter`` and neither of those, events are dropped. ``deadline``
     bounds both signals together. Without ``configure()`` the runtime has no ``telemetry``;
-    ``otel_execaudit.telemetry.emit_event(None, ...)`` then goes to the application's global
+    ``otel_execaudit.telemetry.pipeline.emit_event(None, ...)`` then goes to the application's global
     LoggerProvider (a no-op if it has none), as spans go to its global TracerProvider.
 
     Calling it again replaces the runtime for executions that start afterwards; executions

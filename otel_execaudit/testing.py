@@ -27,9 +27,9 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_execaudit.ledger import Durability, LedgerEntry
+from otel_execaudit.ledger.store import Durability, LedgerEntry
 from otel_execaudit.runtime import Runtime, configure, shutdown
-from otel_execaudit.verify import VerifyReport, verify
+from otel_execaudit.ledger.verify import VerifyReport, verify
 
 
 @dataclass

@@ -16,7 +16,7 @@ import signal
 import sys
 
 from otel_execaudit.errors import LedgerWriteError
-from otel_execaudit.ledger import Ledger
+from otel_execaudit.ledger.store import Ledger
 
 
 def fields(tag: str, number: int) -> dict:

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from otel_execaudit.adapters import AdapterRegistry, load_adapters
+from otel_execaudit.executor.adapters import AdapterRegistry, load_adapters
 from otel_execaudit.errors import AdapterError
 
 
@@ -35,7 +35,7 @@ def installed(tmp_path):
 
 def test_entry_points_register_functions_and_modules_of_adapters(installed):
     script = textwrap.dedent("""
-        from otel_execaudit.adapters import default_registry
+        from otel_execaudit.executor.adapters import default_registry
         print(default_registry.get("send_sms").name, default_registry.get("page_oncall").name)
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

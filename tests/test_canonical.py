@@ -14,7 +14,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otel_execaudit.canonical import (
+from otel_execaudit.ledger.canonical import (
     GENESIS_PREV,
     MAX_SAFE_INTEGER,
     CanonicalizationError,

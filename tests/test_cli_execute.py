@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 import otel_execaudit
-from otel_execaudit.adapters import default_registry
+from otel_execaudit.executor.adapters import default_registry
 from otel_execaudit.cli import main
 
 QUOTE, BUY, FLAKY = "cliexec_fetch_quote", "cliexec_place_order", "cliexec_flaky"
@@ -36,7 +36,7 @@ steps:
 """
 
 ADAPTERS = """\
-from otel_execaudit.adapters import adapter
+from otel_execaudit.executor.adapters import adapter
 
 CALLS = {calls!r}
 

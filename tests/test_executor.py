@@ -7,11 +7,11 @@ import threading
 
 import pytest
 
-from otel_execaudit.adapters import ActionOutcome, AdapterRegistry
-from otel_execaudit.executor import Executor
-from otel_execaudit.guards import ExecutionGuard, ExecutionLimitsGuard, Severity, default_guards
-from otel_execaudit.limits import LimitCounters
-from otel_execaudit.results import ResultStatus
+from otel_execaudit.executor.adapters import ActionOutcome, AdapterRegistry
+from otel_execaudit.executor.executor import Executor
+from otel_execaudit.executor.guards import ExecutionGuard, ExecutionLimitsGuard, Severity, default_guards
+from otel_execaudit.executor.limits import LimitCounters
+from otel_execaudit.executor.results import ResultStatus
 from tests.executor_options import LIVE, TRACE_ID
 
 

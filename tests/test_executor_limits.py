@@ -15,7 +15,7 @@ from otel_execaudit import (
     plan,
     step,
 )
-from otel_execaudit.limits import LimitCounters
+from otel_execaudit.executor.limits import LimitCounters
 from tests.executor_options import LIVE, TRACE_ID
 
 

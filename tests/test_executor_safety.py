@@ -20,8 +20,8 @@ from otel_execaudit import (
     plan,
     step,
 )
-from otel_execaudit.limits import LimitCounters
-from otel_execaudit.results import ResultStatus
+from otel_execaudit.executor.limits import LimitCounters
+from otel_execaudit.executor.results import ResultStatus
 from tests.executor_options import LIVE, TRACE_ID
 
 
@@ -568,7 +568,7 @@ def test_an_execution_id_that_would_be_cut_is_refused(execaudit_capture):
 
 def test_a_preflight_that_cannot_be_recorded_still_ends_every_path(execaudit_capture,
                                                                     monkeypatch):
-    from otel_execaudit.observer import ExecutionObserver
+    from otel_execaudit.recording.observer import ExecutionObserver
 
     def unwritable(*arguments, **keywords):
         raise LedgerWriteError("disk full")
@@ -606,7 +606,7 @@ def test_an_interrupted_code_first_gate_fails_the_run_even_if_the_plan_catches_i
 
 
 def test_params_are_bounded_per_plan_not_per_step(tmp_path):
-    from otel_execaudit.plans import load_plan
+    from otel_execaudit.executor.plans import load_plan
 
     bomb = tmp_path / "bomb.yaml"
     lines = ["plan_id: bomb", "a: &a [0, 0, 0, 0, 0, 0, 0, 0, 0, 0]",

@@ -115,7 +115,7 @@ def test_a_script_exits_promptly_with_a_dead_collector_and_a_whole_ledger(
     import sys
     import time
 
-    from otel_execaudit import verify
+    from otel_execaudit.ledger import verify
 
     with collector(state, protocol) as (endpoint, _):
         started = time.monotonic()

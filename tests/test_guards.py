@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from otel_execaudit.guards import (
+from otel_execaudit.executor.guards import (
     AcknowledgementGuard,
     ExecutionGuard,
     ExecutionLimitsGuard,
@@ -17,8 +17,8 @@ from otel_execaudit.guards import (
     default_guards,
     evaluate,
 )
-from otel_execaudit.plans import load_plan
-from otel_execaudit.records import ExecutionMode
+from otel_execaudit.executor.plans import load_plan
+from otel_execaudit.recording.records import ExecutionMode
 
 DRY, LIVE = ExecutionMode.DRY_RUN, ExecutionMode.LIVE
 

@@ -16,10 +16,10 @@ import time
 
 import pytest
 
-from otel_execaudit.canonical import GENESIS_PREV, canonical_bytes, leaf_hash_hex
+from otel_execaudit.ledger.canonical import GENESIS_PREV, canonical_bytes, leaf_hash_hex
 from otel_execaudit.errors import LedgerWriteError, NotALedgerError
-from otel_execaudit.ledger import Durability, Ledger, LedgerEntry, default_ledger_path
-from otel_execaudit.verify import verify
+from otel_execaudit.ledger.store import Durability, Ledger, LedgerEntry, default_ledger_path
+from otel_execaudit.ledger.verify import verify
 
 WORKER = pathlib.Path(__file__).with_name("ledger_worker.py")
 REPOSITORY = WORKER.parent.parent

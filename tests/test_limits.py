@@ -5,10 +5,10 @@ import multiprocessing
 import pytest
 
 import otel_execaudit
-from otel_execaudit import limits
+from otel_execaudit.executor import limits
 from otel_execaudit.errors import LedgerWriteError
-from otel_execaudit.ledger import Ledger
-from otel_execaudit.limits import LimitCounters
+from otel_execaudit.ledger.store import Ledger
+from otel_execaudit.executor.limits import LimitCounters
 
 SCOPE = "client:1"
 
@@ -249,9 +249,9 @@ def test_a_ledger_from_before_the_totals_table_is_counted_and_upgraded(tmp_path)
 
 
 def test_the_limits_guard_on_a_stuck_ledger_denies_within_its_lock_timeout(tmp_path):
-    from otel_execaudit.guards import GuardContext, evaluate
-    from otel_execaudit.plans import load_plan
-    from otel_execaudit.records import ExecutionMode
+    from otel_execaudit.executor.guards import GuardContext, evaluate
+    from otel_execaudit.executor.plans import load_plan
+    from otel_execaudit.recording.records import ExecutionMode
 
     stuck = Ledger(tmp_path / "stuck.db", lock_timeout=0.2)
     counters = LimitCounters(stuck)

@@ -16,7 +16,7 @@ from otel_execaudit import (
     Severity,
     step,
 )
-from otel_execaudit.adapters import load_adapters
+from otel_execaudit.executor.adapters import load_adapters
 from tests.executor_options import LIVE
 
 

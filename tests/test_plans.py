@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from otel_execaudit.errors import ConfigurationError, PlanError
-from otel_execaudit.plans import DeclaredEffect, Plan, PlanStep, RollbackHint, load_plan
-from otel_execaudit.records import SideEffectCategory
+from otel_execaudit.executor.plans import DeclaredEffect, Plan, PlanStep, RollbackHint, load_plan
+from otel_execaudit.recording.records import SideEffectCategory
 
 PLAN = {
     "plan_id": "rebalance",
@@ -248,7 +248,7 @@ def test_params_integers_wider_than_64_bits_are_refused_asking_for_a_string(valu
 
 
 def test_params_integers_within_64_bits_load_and_can_be_recorded():
-    from otel_execaudit.canonical import canonical_bytes
+    from otel_execaudit.ledger.canonical import canonical_bytes
 
     plan = load_plan(plan_with_step(params={"high": 2 ** 64 - 1, "low": -2 ** 63}))
     assert plan.steps[0].params == {"high": 2 ** 64 - 1, "low": -2 ** 63}

@@ -3,7 +3,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from otel_execaudit.records import (
+from otel_execaudit.recording.records import (
     GENESIS,
     ExecutionMode,
     ExecutionRecord,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otel_execaudit.canonical import canonical_bytes
+from otel_execaudit.ledger.canonical import canonical_bytes
 from otel_execaudit.redaction import REDACTED, Limits, Redactor
 
 
@@ -104,7 +104,7 @@ def test_without_structlog_configuration_logs_go_to_standard_error(capfd):
     import subprocess
     import sys
 
-    script = ("from otel_execaudit.logs import get_logger; "
+    script = ("from otel_execaudit.telemetry.logs import get_logger; "
               "get_logger().warning('export failing', spans_failed=3)")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=60)

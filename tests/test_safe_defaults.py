@@ -25,10 +25,10 @@ from otel_execaudit import (
     plan,
     step,
 )
-from otel_execaudit.adapters import default_registry
+from otel_execaudit.executor.adapters import default_registry
 from otel_execaudit.cli import main
 from otel_execaudit.errors import AdapterError, PlanError, RecordingError
-from otel_execaudit.plans import load_plan
+from otel_execaudit.executor.plans import load_plan
 from tests.executor_options import LIVE
 
 # -- a dry run never acts unless the adapter says it only reads -------------------------------
@@ -121,7 +121,7 @@ def test_a_plan_can_never_make_a_step_read_only():
 
 def test_a_plan_step_built_in_code_as_read_only_is_judged_by_its_adapter(
         registry, execaudit_capture):
-    from otel_execaudit.plans import Plan, PlanStep
+    from otel_execaudit.executor.plans import Plan, PlanStep
 
     sneaky = Plan("files", (PlanStep("write", WRITER, read_only=True),))
     result = Executor(adapters=registry).run(sneaky, client_id=1)

@@ -18,7 +18,7 @@ from otel_execaudit import (
     Severity,
     step,
 )
-from otel_execaudit.results import ResultStatus
+from otel_execaudit.executor.results import ResultStatus
 from tests.executor_options import LIVE, TRACE_ID
 
 
@@ -156,7 +156,7 @@ def test_an_action_type_holding_a_secret_is_withheld_alike_in_ledger_and_log(
 
 
 def test_an_emitter_that_raises_changes_nothing_of_the_result(execaudit_capture, monkeypatch):
-    import otel_execaudit.terminal as terminal
+    import otel_execaudit.executor.terminal as terminal
 
     plan = three_steps("ok")
     before = Executor(adapters=registry()).run(plan, client_id=1, **LIVE)

@@ -13,10 +13,10 @@ import sys
 import orjson
 import pytest
 
-from otel_execaudit.canonical import GENESIS_PREV, canonical_bytes, leaf_hash_hex
+from otel_execaudit.ledger.canonical import GENESIS_PREV, canonical_bytes, leaf_hash_hex
 from otel_execaudit.errors import LedgerNotFoundError, NotALedgerError
-from otel_execaudit.ledger import Ledger
-from otel_execaudit.verify import VerifyReport, verify
+from otel_execaudit.ledger.store import Ledger
+from otel_execaudit.ledger.verify import VerifyReport, verify
 
 
 def fields(number: int) -> dict:
@@ -261,7 +261,7 @@ def _swap(path, first, second):
 def test_parallel_verification_equals_the_single_process_one(tmp_path, monkeypatch, case):
     import sys
 
-    verify_module = sys.modules["otel_execaudit.verify"]  # the package exports the function
+    verify_module = sys.modules["otel_execaudit.ledger.verify"]  # the package exports the function
 
     path = tmp_path / "ledger.db"
     with Ledger(path) as ledger:

@@ -19,10 +19,10 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from otel_execaudit.logs import get_logger
-from otel_execaudit.records import timestamp_now
+from otel_execaudit.telemetry.logs import get_logger
+from otel_execaudit.recording.records import timestamp_now
 from otel_execaudit.redaction import Redactor
-from otel_execaudit.telemetry import emit_event
+from otel_execaudit.telemetry.pipeline import emit_event
 
 __all__ = ["EVENT_NAME", "LEDGER_KIND", "PRODUCT", "TerminalEvent", "emit", "withheld"]
 

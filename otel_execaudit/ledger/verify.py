@@ -5,7 +5,7 @@ around the chain (``meta``, the schema, the index), then every entry. A ledger t
 (unreadable pages, a truncated file) is reported like a tampered one, never raised::
 
     >>> import tempfile, pathlib
-    >>> from otel_execaudit.ledger import Ledger
+    >>> from otel_execaudit.ledger.store import Ledger
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "ledger.db"
     >>> Ledger(path).close()
     >>> verify(path).to_dict()["ok"]
@@ -24,13 +24,13 @@ import urllib.parse
 
 import orjson
 
-from otel_execaudit.canonical import (
+from otel_execaudit.ledger.canonical import (
     GENESIS_PREV,
     CanonicalizationError,
     canonical_bytes,
 )
 from otel_execaudit.errors import LedgerError, LedgerNotFoundError, NotALedgerError
-from otel_execaudit.ledger_file import APPLICATION, APPLICATION_ID, FORMAT_VERSION, ledger_identity
+from otel_execaudit.ledger.file import APPLICATION, APPLICATION_ID, FORMAT_VERSION, ledger_identity
 
 __all__ = ["VerifyReport", "verify"]
 

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from otel_execaudit.canonical import canonical_bytes
+from otel_execaudit.ledger.canonical import canonical_bytes
 
 
 class ExecutionStatus(str, enum.Enum):

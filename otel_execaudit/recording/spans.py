@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 from opentelemetry import trace
 from opentelemetry.trace import Span
 
-from otel_execaudit import semantic
+from otel_execaudit.recording import semantic
 
 _RESERVED_EVENTS = 2  # room kept on a span for its exception event and final step event
 

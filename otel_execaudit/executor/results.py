@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping
 
-from otel_execaudit.guards import ExecutionGuard
-from otel_execaudit.records import ExecutionMode, escaped_text, format_timestamp, frozen, thawed
+from otel_execaudit.executor.guards import ExecutionGuard
+from otel_execaudit.recording.records import ExecutionMode, escaped_text, format_timestamp, frozen, thawed
 
 __all__ = ["ActionRecord", "ExecutionResult", "ResultStatus", "RESULT_FORMAT"]
 

@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
 from otel_execaudit.errors import ConfigurationError
-from otel_execaudit.exporting import LogRecordExporter
+from otel_execaudit.telemetry.exporting import LogRecordExporter
 
 try:
     from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter

@@ -3,7 +3,7 @@
 An adapter receives an :class:`ActionContext` (the step's params, the mode, and a way to report
 what it changed) and returns an :class:`ActionOutcome`, a mapping of result details, or None::
 
-    >>> from otel_execaudit.adapters import AdapterRegistry, ActionOutcome
+    >>> from otel_execaudit.executor.adapters import AdapterRegistry, ActionOutcome
     >>> registry = AdapterRegistry()
     >>> @registry.adapter("place_order", side_effects=["network"])
     ... def place_order(context):
@@ -13,7 +13,7 @@ what it changed) and returns an :class:`ActionOutcome`, a mapping of result deta
     ... def fetch_quote(context):
     ...     return {"price": 50_000}
     >>> registry.get("place_order").name, registry.get("fetch_quote").read_only
-    ('otel_execaudit.adapters.place_order', True)
+    ('otel_execaudit.executor.adapters.place_order', True)
 
 The module-level :func:`adapter` registers into the default registry, which also loads adapters
 published by installed packages under the ``otel_execaudit.adapters`` entry-point group.
@@ -30,13 +30,13 @@ from importlib import metadata
 from typing import Any, Callable, Iterable, Mapping
 
 from otel_execaudit.errors import AdapterError, PlanError
-from otel_execaudit.plans import DeclaredEffect, amounts, declared_effects
-from otel_execaudit.records import ExecutionMode, SideEffectCategory, frozen
+from otel_execaudit.executor.plans import DeclaredEffect, amounts, declared_effects
+from otel_execaudit.recording.records import ExecutionMode, SideEffectCategory, frozen
 
 __all__ = ["ActionContext", "ActionOutcome", "Adapter", "AdapterRegistry", "adapter",
            "default_registry", "load_adapters"]
 
-ENTRY_POINT_GROUP = "otel_execaudit.adapters"
+ENTRY_POINT_GROUP = "otel_execaudit.adapters"  # the published group: never renamed
 # snake_case words, a number only as a word of its own (http_429): a code, never free text,
 # and never a token, whose letters and digits mix.
 _ERROR_CODE = re.compile(r"(?=.{1,64}\Z)[a-z]+(?:_(?:[a-z]+|[0-9]{1,4}))*")

@@ -7,7 +7,7 @@ disagree with the ledger. Each consumption has an idempotency key: a replayed or
 presents the same key and is not counted twice::
 
     >>> import tempfile, pathlib
-    >>> from otel_execaudit.ledger import Ledger
+    >>> from otel_execaudit.ledger.store import Ledger
     >>> ledger = Ledger(pathlib.Path(tempfile.mkdtemp()) / "l.db")
     >>> counters = LimitCounters(ledger)
     >>> entry_for = lambda data: {"kind": "limits.consumed", "ts": "2026-11-22T03:07:19.123456Z",
@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
-from otel_execaudit.ledger import Ledger, LedgerEntry
+from otel_execaudit.ledger.store import Ledger, LedgerEntry
 
 __all__ = ["Consumption", "LimitCounters", "exceeded", "today"]
 

@@ -35,21 +35,22 @@ from typing import Any, Callable, Iterable, Mapping, TypeVar
 from opentelemetry import context as otel_context
 
 from otel_execaudit.errors import ConfigurationError, ExecAuditError, SecurityEscalationError
-from otel_execaudit.ledger import LedgerEntry
-from otel_execaudit.observer import (
+from otel_execaudit.recording.acting import acting
+from otel_execaudit.ledger.store import LedgerEntry
+from otel_execaudit.recording.observer import (
     ExecutionObserver,
     SecurityProvider,
     StepHandle,
     is_cancellation,
 )
-from otel_execaudit.records import (
+from otel_execaudit.recording.records import (
     ExecutionMode,
     ExecutionRecord,
     ExecutionStatus,
     SideEffect,
     SideEffectCategory,
 )
-from otel_execaudit.logs import get_logger
+from otel_execaudit.telemetry.logs import get_logger
 from otel_execaudit.runtime import get_runtime
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -315,8 +316,6 @@ class StepSpec(_Scope):
             return StepSpec(label, details, (), False)
 
         if self.acts is not None:
-            from otel_execaudit.acting import acting
-
             function = acting(function, label, *self.acts)  # type: ignore[assignment]
         return _wrap(function, scope, self.capture_result)
 
@@ -335,7 +334,7 @@ def step(name: str | Callable[..., Any] | None = None, *,
     ``side_effects`` (category names or mappings, as in a plan) make a decorated function a step
     that acts: simulated in DRY_RUN (``simulate(*args, **kwargs)`` says what it would do),
     guarded in LIVE under the ``Executor``; ``consumes`` is what it counts against limits.
-    See ``otel_execaudit.acting``.
+    See ``otel_execaudit.recording.acting``.
     """
     acts = None if side_effects is None else (side_effects, consumes, simulate)
     if callable(name):  # bare @step

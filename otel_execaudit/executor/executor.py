@@ -7,7 +7,7 @@ entry, just before it acts. Every step's outcome is recorded in the ledger and a
 ends with exactly one terminal event::
 
     >>> import otel_execaudit, tempfile, os
-    >>> from otel_execaudit.adapters import AdapterRegistry
+    >>> from otel_execaudit.executor.adapters import AdapterRegistry
     >>> runtime = otel_execaudit.configure(ledger=os.path.join(tempfile.mkdtemp(), "l.db"),
     ...                                    exporter="none")
     >>> adapters = AdapterRegistry()
@@ -33,17 +33,17 @@ from typing import Any, Callable, Iterable, Mapping
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from otel_execaudit import terminal
-from otel_execaudit.acting import FunctionRun
-from otel_execaudit.adapters import AdapterRegistry, default_registry
+from otel_execaudit.executor import terminal
+from otel_execaudit.executor.function_run import FunctionRun
+from otel_execaudit.executor.adapters import AdapterRegistry, default_registry
 from otel_execaudit.errors import ConfigurationError, PlanError
-from otel_execaudit.guards import DEFAULT_GUARD_TIMEOUT, AcknowledgementGuard, Guard, guard_name
-from otel_execaudit.guards import default_guards as seed_guards
-from otel_execaudit.instrument import current_execution, execution
-from otel_execaudit.plan_run import PlanRun
-from otel_execaudit.plans import ACTION_TYPE, Plan, load_plan
-from otel_execaudit.records import ExecutionMode
-from otel_execaudit.results import ExecutionResult, ResultStatus
+from otel_execaudit.executor.guards import DEFAULT_GUARD_TIMEOUT, AcknowledgementGuard, Guard, guard_name
+from otel_execaudit.executor.guards import default_guards as seed_guards
+from otel_execaudit.recording.instrument import current_execution, execution
+from otel_execaudit.executor.run import PlanRun
+from otel_execaudit.executor.plans import ACTION_TYPE, Plan, load_plan
+from otel_execaudit.recording.records import ExecutionMode
+from otel_execaudit.executor.results import ExecutionResult, ResultStatus
 from otel_execaudit.runtime import get_runtime
 
 __all__ = ["Executor", "execute_plan"]

@@ -5,8 +5,8 @@ The hash covers everything that decides what a LIVE run would do: the plan (step
 declared effects, limits), whose run it is (client and strategy), the guards and their
 configuration, the executor's own settings, and the adapter serving each action type::
 
-    >>> from otel_execaudit.plans import load_plan
-    >>> from otel_execaudit.adapters import AdapterRegistry
+    >>> from otel_execaudit.executor.plans import load_plan
+    >>> from otel_execaudit.executor.adapters import AdapterRegistry
     >>> plan = load_plan({"plan_id": "p", "steps": [{"name": "s", "action_type": "noop"}]})
     >>> first = plan_hash(plan, guards=[], adapters=AdapterRegistry(), subject={"client_id": 1})
     >>> other = plan_hash(plan, guards=[], adapters=AdapterRegistry(), subject={"client_id": 2})
@@ -39,10 +39,10 @@ import types
 import uuid
 from typing import Any, Callable, Iterable, Mapping
 
-from otel_execaudit.adapters import AdapterRegistry
-from otel_execaudit.canonical import CanonicalizationError, canonical_bytes
+from otel_execaudit.executor.adapters import AdapterRegistry
+from otel_execaudit.ledger.canonical import CanonicalizationError, canonical_bytes
 from otel_execaudit.errors import PlanError
-from otel_execaudit.plans import Plan
+from otel_execaudit.executor.plans import Plan
 
 __all__ = ["PLAN_HASH_FORMAT", "exact", "function_plan_hash", "guard_configuration",
            "plan_hash", "qualified_name"]
@@ -100,7 +100,7 @@ def exact(value: Any, where: str) -> Any:
 def guard_configuration(guards: Iterable[Any]) -> list[dict[str, Any]]:
     """Each guard's name, type, severity, code and settings: its ``config()`` exactly, else
     all its attributes (those with no exact form, a client or a connection, by their type)."""
-    from otel_execaudit.guards import Severity, guard_name
+    from otel_execaudit.executor.guards import Severity, guard_name
 
     configuration = []
     for guard in guards:

@@ -34,7 +34,7 @@ except ImportError:  # SDKs before the Log -> LogRecord rename (after it the old
     from opentelemetry.sdk._logs.export import LogExporter as LogRecordExporter  # type: ignore[assignment]
     from opentelemetry.sdk._logs.export import LogExportResult as LogRecordExportResult  # type: ignore[assignment]
 
-from otel_execaudit.logs import get_logger
+from otel_execaudit.telemetry.logs import get_logger
 
 __all__ = [
     "BoundedBatchLogRecordProcessor",

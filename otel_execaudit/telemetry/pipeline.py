@@ -2,7 +2,7 @@
 
 One call builds it, reading the standard ``OTEL_*`` variables; explicit arguments win::
 
-    >>> from otel_execaudit.telemetry import build_telemetry
+    >>> from otel_execaudit.telemetry.pipeline import build_telemetry
     >>> telemetry = build_telemetry(service_name="billing-agent", exporter="none")
     >>> with telemetry.tracer.start_as_current_span("invoke_workflow refund"):
     ...     pass
@@ -40,8 +40,8 @@ from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from otel_execaudit.errors import ConfigurationError
-from otel_execaudit.exporters import build_log_exporter, build_span_exporter, choose_log_exporter
-from otel_execaudit.exporting import (
+from otel_execaudit.telemetry.exporters import build_log_exporter, build_span_exporter, choose_log_exporter
+from otel_execaudit.telemetry.exporting import (
     BoundedBatchLogRecordProcessor,
     BoundedBatchSpanProcessor,
     ExportStats,
@@ -51,7 +51,7 @@ from otel_execaudit.exporting import (
     LogRecordExporter,
     run_bounded,
 )
-from otel_execaudit.logs import get_logger
+from otel_execaudit.telemetry.logs import get_logger
 
 __all__ = [
     "ExportStats",

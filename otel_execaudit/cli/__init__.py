@@ -31,10 +31,10 @@ from otel_execaudit.errors import (
     LedgerNotFoundError,
     NotALedgerError,
 )
-from otel_execaudit.ledger import default_ledger_path
-from otel_execaudit.logs import LEVELS, set_level
-from otel_execaudit.records import ExecutionRecord, ExecutionStatus, StepEventType, escaped_text
-from otel_execaudit.verify import VerifyReport, verify
+from otel_execaudit.ledger.store import default_ledger_path
+from otel_execaudit.telemetry.logs import LEVELS, set_level
+from otel_execaudit.recording.records import ExecutionRecord, ExecutionStatus, StepEventType, escaped_text
+from otel_execaudit.ledger.verify import VerifyReport, verify
 
 EXIT_INTACT, EXIT_TAMPERED, EXIT_UNREADABLE = 0, 1, 2
 
@@ -360,9 +360,9 @@ def execute_command(plan_path: Path, adapter_modules: tuple[str, ...], client_id
 def _run_executor(plan_path: Path, adapter_modules: tuple[str, ...], as_json: bool,
                   detailed_exitcode: bool, ledger_path: Path | None, exporter: str | None, *,
                   client_id: str | None, hint: bool, **options: Any) -> None:
-    from otel_execaudit.adapters import load_adapters
-    from otel_execaudit.executor import Executor
-    from otel_execaudit.plans import load_plan
+    from otel_execaudit.executor.adapters import load_adapters
+    from otel_execaudit.executor.executor import Executor
+    from otel_execaudit.executor.plans import load_plan
     from otel_execaudit.runtime import configure, shutdown
 
     try:
@@ -417,7 +417,7 @@ def _telemetry_exporters(name: str, service_name: str) -> dict[str, Any]:
         return {"exporter": name}
     from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-    from otel_execaudit.exporters import ConsoleLogRecordExporter
+    from otel_execaudit.telemetry.exporters import ConsoleLogRecordExporter
 
     return {"exporter": ConsoleSpanExporter(service_name=service_name, out=sys.stderr),
             "log_exporter": ConsoleLogRecordExporter(out=sys.stderr)}
@@ -484,7 +484,3 @@ def _exit_code(result: Any, detailed: bool) -> int:
     if detailed and result.is_blocked():
         return EXIT_BLOCKED
     return EXIT_FAILED
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -1,7 +1,7 @@
 """The ledger: an append-only, hash-chained SQLite file of canonical JSON entries.
 
 Every entry names the hash of the one before it, so any change to the file shows up in
-``otel_execaudit.verify``. The format is described in ``docs/ledger-format.md``::
+``otel_execaudit.ledger.verify``. The format is described in ``docs/ledger-format.md``::
 
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "ledger.db"
@@ -30,14 +30,14 @@ from typing import Any
 
 import orjson
 
-from otel_execaudit.canonical import (
+from otel_execaudit.ledger.canonical import (
     GENESIS_PREV,
     CanonicalizationError,
     canonical_entry_bytes,
     leaf_hash_hex,
 )
 from otel_execaudit.errors import LedgerWriteError
-from otel_execaudit.ledger_file import (
+from otel_execaudit.ledger.file import (
     FORMAT_VERSION,
     open_connection,
     rollback_quietly,

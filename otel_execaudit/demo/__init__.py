@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from otel_execaudit.adapters import ActionOutcome, AdapterRegistry
-from otel_execaudit.executor import Executor
-from otel_execaudit.instrument import execution
-from otel_execaudit.records import ExecutionRecord, SideEffectCategory
-from otel_execaudit.results import ExecutionResult
+from otel_execaudit.executor.adapters import ActionOutcome, AdapterRegistry
+from otel_execaudit.executor.executor import Executor
+from otel_execaudit.recording.instrument import execution
+from otel_execaudit.recording.records import ExecutionRecord, SideEffectCategory
+from otel_execaudit.executor.results import ExecutionResult
 
 
 class MigrationError(RuntimeError):

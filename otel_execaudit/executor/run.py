@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from opentelemetry import context as otel_context
 
-from otel_execaudit import terminal
-from otel_execaudit.adapters import (
+from otel_execaudit.executor import terminal
+from otel_execaudit.executor.adapters import (
     ActionContext,
     ActionOutcome,
     Adapter,
     error_code,
 )
 from otel_execaudit.errors import PlanError, SecurityEscalationError
-from otel_execaudit.guards import (
+from otel_execaudit.executor.guards import (
     ExecutionGuard,
     ExecutionLimitsGuard,
     Guard,
@@ -33,23 +33,23 @@ from otel_execaudit.guards import (
     PlanPinGuard,
     evaluate,
 )
-from otel_execaudit.instrument import execution
-from otel_execaudit.limits import Consumption, LimitCounters
-from otel_execaudit.observer import (
+from otel_execaudit.recording.instrument import execution
+from otel_execaudit.executor.limits import Consumption, LimitCounters
+from otel_execaudit.recording.observer import (
     ExecutionObserver,
     StepHandle,
     describe_failure,
     is_cancellation,
     printable,
 )
-from otel_execaudit.pinning import exact_bytes, plan_hash
-from otel_execaudit.plans import Plan, PlanStep
-from otel_execaudit.records import ExecutionMode, SideEffect, thawed, timestamp_now
-from otel_execaudit.results import ActionRecord, ExecutionResult, ResultStatus
+from otel_execaudit.executor.pinning import exact_bytes, plan_hash
+from otel_execaudit.executor.plans import Plan, PlanStep
+from otel_execaudit.recording.records import ExecutionMode, SideEffect, thawed, timestamp_now
+from otel_execaudit.executor.results import ActionRecord, ExecutionResult, ResultStatus
 from otel_execaudit.runtime import get_runtime
 
 if TYPE_CHECKING:
-    from otel_execaudit.executor import Executor
+    from otel_execaudit.executor.executor import Executor
 
 __all__ = ["PlanRun"]
 

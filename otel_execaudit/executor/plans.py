@@ -26,7 +26,6 @@ import json
 import math
 import os
 import re
-import reprlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +34,15 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from otel_execaudit.errors import PlanError
-from otel_execaudit.records import SideEffectCategory, frozen, thawed
+from otel_execaudit.recording.declarations import (
+    DeclaredEffect,
+    amounts,
+    checked_text,
+    declared_effects,
+    refuse_unknown,
+    shown,
+)
+from otel_execaudit.recording.records import frozen, thawed
 
 __all__ = ["DeclaredEffect", "Plan", "PlanStep", "RollbackHint", "amounts", "declared_effects",
            "load_plan"]
@@ -45,9 +52,6 @@ ACTION_TYPE = re.compile(r"[A-Za-z0-9_.:/-]{1,128}")  # an identifier, as termin
 MAX_STEPS = 10_000
 _PARAMS_BUDGET = 100_000  # values per plan: a plan is reviewed by people, not a data dump
 _PARAMS_DEPTH = 32
-# Amounts are summed as floats against limits. A float holds every integer below 2**53 (about
-# 9e15) exactly, as does a JCS number in the ledger; 1e15 leaves room for sums of several amounts.
-_MAX_AMOUNT = 1e15
 # Integers in params span 64 bits, signed or unsigned: enough for any id, count or nanosecond
 # timestamp a system sends. The ledger would record wider ones exactly (as decimal strings), but
 # Python cannot write an integer of more than 4300 digits as text at all, and an adapter handed a
@@ -66,19 +70,6 @@ class RollbackHint:
     def to_dict(self) -> dict[str, Any]:
         return {"description": self.description, "actions": list(self.actions),
                 "risks": list(self.risks)}
-
-
-@dataclass(frozen=True)
-class DeclaredEffect:
-    """A change to the world a step is allowed to make; irreversible unless said otherwise."""
-
-    category: SideEffectCategory
-    reversible: bool = False
-    description: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"category": self.category.value, "reversible": self.reversible,
-                "description": self.description}
 
 
 @dataclass(frozen=True)
@@ -133,7 +124,7 @@ class PlanStep:
         """Observed side effects beyond the declaration: another category, or irreversible
         where every declared effect of that category is reversible.
 
-        >>> from otel_execaudit.records import SideEffect
+        >>> from otel_execaudit.recording.records import SideEffect, SideEffectCategory
         >>> step = PlanStep("s", "a", side_effects=(DeclaredEffect(SideEffectCategory.NETWORK),))
         >>> step.violations([SideEffect(SideEffectCategory.FILE_SYSTEM, "wrote /etc/hosts", True)])
         ['undeclared file_system side effect: wrote /etc/hosts']
@@ -258,9 +249,9 @@ def _plan_from_mapping(data: Any, *, where: str) -> Plan:
     if not isinstance(plan_id, str) or not plan_id.strip():
         raise PlanError(f"{where}plan_id is missing or empty; give the plan a name, "
                         'for example "plan_id": "nightly-rebalance".')
-    _text(plan_id, f"{where}plan_id")
+    checked_text(plan_id, f"{where}plan_id")
     where = f"{where}plan {plan_id!r}"
-    _refuse_unknown(data, {"plan_id", "steps", "limits", "strategies", "description"}, where)
+    refuse_unknown(data, {"plan_id", "steps", "limits", "strategies", "description"}, where)
     steps = data.get("steps")
     if not isinstance(steps, list) or not steps:
         raise PlanError(f"{where}: steps must be a non-empty list of steps.")
@@ -280,13 +271,13 @@ def _plan_from_mapping(data: Any, *, where: str) -> Plan:
         plan_id=plan_id, steps=parsed,
         limits=amounts(data.get("limits"), f"{where}: limits"),
         strategies=_strategies(strategies, where),
-        description=_text(data.get("description") or "", f"{where}: description"))
+        description=checked_text(data.get("description") or "", f"{where}: description"))
 
 
 def _strategies(data: Mapping[Any, Any], where: str) -> dict[str, dict[str, float]]:
     chosen = {}
     for key, value in data.items():
-        strategy_id = _text(key, f"{where}: strategy id")  # YAML reads `42:` as a number
+        strategy_id = checked_text(key, f"{where}: strategy id")  # YAML reads `42:` as a number
         chosen[strategy_id] = amounts(value, f"{where}: strategies.{strategy_id}")
     return chosen
 
@@ -303,7 +294,7 @@ def _step(data: Any, number: int, where: str, budget: list[int]) -> PlanStep:
     if not isinstance(name, str) or not name.strip():
         raise PlanError(f"{where}, step {number}: name is missing or empty. Give every step "
                         'a unique name, for example "name": "place-order".')
-    _text(name, f"{where}, step {number}: name")
+    checked_text(name, f"{where}, step {number}: name")
     where = f"{where}, step {number} ({name!r})"
     if "read_only" in data:
         action_type = data.get("action_type")
@@ -312,7 +303,7 @@ def _step(data: Any, number: int, where: str, budget: list[int]) -> PlanStep:
         raise PlanError(f"{where}: a plan cannot make a step read-only; only its adapter can "
                         f'say so, with @adapter("{shown}", read_only=True). Remove read_only '
                         "from the plan.")
-    _refuse_unknown(data, _STEP_FIELDS, where)
+    refuse_unknown(data, _STEP_FIELDS, where)
     action_type = data.get("action_type")
     if not isinstance(action_type, str) or not action_type.strip():
         raise PlanError(f"{where}: action_type is missing. Name the adapter action that runs "
@@ -332,53 +323,20 @@ def _step(data: Any, number: int, where: str, budget: list[int]) -> PlanStep:
         side_effects=declared_effects(data.get("side_effects") or (), where),
         rollback=_rollback(data.get("rollback"), where),
         consumes=amounts(data.get("consumes"), f"{where}: consumes"),
-        idempotency_key=None if key is None else _text(key, f"{where}: idempotency_key"),
-        description=_text(data.get("description") or "", f"{where}: description"))
-
-
-def declared_effects(items: Any, where: str) -> tuple[DeclaredEffect, ...]:
-    """Side-effect declarations from category names, mappings or ``DeclaredEffect``s.
-
-    >>> declared_effects(["network"], "step 'x'")[0].category.value
-    'network'
-    """
-    if isinstance(items, (str, Mapping)) or not isinstance(items, Iterable):
-        raise PlanError(f"{where}: side_effects must be a list of effects.")
-    return tuple(item if isinstance(item, DeclaredEffect) else _effect(item, where)
-                 for item in items)
-
-
-def _effect(data: Any, where: str) -> DeclaredEffect:
-    if isinstance(data, str):
-        data = {"category": data}
-    if not isinstance(data, Mapping):
-        raise PlanError(f"{where}: each side effect is a category name or a mapping with "
-                        "category, reversible and description.")
-    _refuse_unknown(data, {"category", "reversible", "description"}, f"{where}: side effect")
-    name = _text(data.get("category", ""), f"{where}: side effect category")
-    try:
-        category = SideEffectCategory(name.lower())
-    except ValueError:
-        choices = ", ".join(member.value for member in SideEffectCategory)
-        raise PlanError(f"{where}: side effect category {_shown(data.get('category'))} is "
-                        f"unknown; use one of {choices}.") from None
-    reversible = data.get("reversible", False)  # not given: assume the worst
-    if not isinstance(reversible, bool):
-        raise PlanError(f"{where}: reversible must be true or false.")
-    return DeclaredEffect(category, reversible,
-                          _text(data.get("description") or "", f"{where}: side effect"))
+        idempotency_key=None if key is None else checked_text(key, f"{where}: idempotency_key"),
+        description=checked_text(data.get("description") or "", f"{where}: description"))
 
 
 def _rollback(data: Any, where: str) -> RollbackHint | None:
     if data is None:
         return None
     if isinstance(data, str):
-        return RollbackHint(description=_text(data, f"{where}: rollback"))
+        return RollbackHint(description=checked_text(data, f"{where}: rollback"))
     if not isinstance(data, Mapping):
         raise PlanError(f"{where}: rollback is a description or a mapping with description, "
                         "actions and risks.")
-    _refuse_unknown(data, {"description", "actions", "risks"}, f"{where}: rollback")
-    return RollbackHint(_text(data.get("description") or "", f"{where}: rollback"),
+    refuse_unknown(data, {"description", "actions", "risks"}, f"{where}: rollback")
+    return RollbackHint(checked_text(data.get("description") or "", f"{where}: rollback"),
                         _texts(data.get("actions"), f"{where}: rollback.actions"),
                         _texts(data.get("risks"), f"{where}: rollback.risks"))
 
@@ -390,32 +348,7 @@ def _texts(data: Any, where: str) -> tuple[str, ...]:
         return (data,)
     if not isinstance(data, list):
         raise PlanError(f"{where} must be a list of strings.")
-    return tuple(_text(item, where) for item in data)
-
-
-def amounts(data: Any, where: str) -> dict[str, float]:
-    """Counter amounts (limits, what a step consumes) checked: names to finite numbers >= 0.
-    Raises ``PlanError`` naming ``where``.
-
-    >>> amounts({"orders": 1, "notional": 50.5}, "step 'buy': consumes")
-    {'orders': 1, 'notional': 50.5}
-    """
-    if data is None:
-        return {}
-    if not isinstance(data, Mapping):
-        raise PlanError(f"{where} must map counter names to numbers, "
-                        'for example {"orders": 10, "notional": 100000}.')
-    counted = {}
-    for name, value in data.items():
-        counter = _text(name, f"{where} counter name")
-        # Compared rather than passed to math.isfinite, which overflows on a huge int; NaN and
-        # the infinities fail the comparison too.
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not 0 <= value <= _MAX_AMOUNT:
-            raise PlanError(f"{where}.{counter} must be a finite number >= 0 and at most "
-                            f"{_MAX_AMOUNT:.0e}, not {_shown(value)}.")
-        counted[counter] = value
-    return counted
+    return tuple(checked_text(item, where) for item in data)
 
 
 def _check_json(value: Any, where: str, budget: list[int], depth: int = 0) -> None:
@@ -442,7 +375,7 @@ def _check_json(value: Any, where: str, budget: list[int], depth: int = 0) -> No
     if isinstance(value, Mapping):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise PlanError(f"{where} has a key that is not a string ({_shown(key)}); "
+                raise PlanError(f"{where} has a key that is not a string ({shown(key)}); "
                                 "quote it.")
             # Any text, lone surrogates included (a file name from os.fsdecode): the adapter
             # gets it exactly, the ledger a valid copy marked where it was replaced.
@@ -461,49 +394,7 @@ def _printable_key(key: str) -> str:
     return key.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _text(value: Any, where: str) -> str:
-    """``value`` as text, if UTF-8 can hold it (a lone surrogate cannot be recorded or hashed).
-
-    Non-strings are written as text, as YAML reads ``42`` or ``yes`` as other types.
-    """
-    if not isinstance(value, str):
-        try:
-            value = str(value)
-        except (ValueError, RecursionError):  # an int of over 4300 digits, a list nested deep
-            where = where if len(where) < 160 else where[:160] + "…"
-            raise PlanError(f"{where} cannot be written as text; give it as a string.") from None
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        where = where if len(where) < 160 else where[:160] + "…"
-        raise PlanError(f"{where} holds a lone surrogate (invalid Unicode); fix the text or "
-                        "the encoding that produced it.") from None
-    return value
-
-
 def _refuse_repeated(what: str, values: list[str], where: str) -> None:
     repeated = sorted(value for value, count in Counter(values).items() if count > 1)
     if repeated:
         raise PlanError(f"{where}: {what} must be unique; repeated: {repeated}.")
-
-
-def _shown(value: Any) -> str:
-    """``value`` as an error message quotes it: short, and never itself an error."""
-    if isinstance(value, int) and not -10**30 < value < 10**30:
-        return "an integer of more than 30 digits"  # repr refuses one of over 4300
-    try:
-        return reprlib.repr(value)
-    except Exception:  # a huge int inside a list, or an object whose repr is broken
-        return f"a {type(value).__name__}"
-
-
-def _refuse_unknown(data: Mapping[Any, Any], known: set[str], where: str) -> None:
-    kinds = sorted({type(key).__name__ for key in data if not isinstance(key, str)})
-    if kinds:  # checked first: sorting names of mixed types would fail
-        raise PlanError(f"{where}: field names must be strings, not {', '.join(kinds)}; quote "
-                        "the name (YAML reads 1, yes, on and null unquoted as other types). "
-                        f"Known fields are {sorted(known)}.")
-    unknown = sorted(set(data) - known)
-    if unknown:  # a typo in a safety-relevant field must not be silently ignored
-        raise PlanError(f"{where}: unknown field(s) {unknown}; known fields are "
-                        f"{sorted(known)}.")

@@ -1,162 +1,31 @@
-"""Code-first steps that act: ``@step(side_effects=[...])``.
-
-A step function that declares side effects behaves like a plan step that acts: its effects are
-declared in the ledger each time it runs; in a DRY_RUN execution it is simulated (recorded as
-what it would do, not called, and returns None); in a LIVE execution run by the ``Executor``
-the guards are checked again, and its limits consumed, just before it is called. Outside the
-``Executor`` an acting step never acts: in a LIVE execution it is refused (nothing checked the
-guards or the acknowledgement), and inside a run, the run's mode wins over any nested
-execution's, so that nothing nested can be more LIVE than the run it belongs to::
-
-    >>> import otel_execaudit, tempfile, os
-    >>> from otel_execaudit import execution, step
-    >>> _ = otel_execaudit.configure(ledger=os.path.join(tempfile.mkdtemp(), "l.db"),
-    ...                              exporter="none")
-    >>> @step("place order", side_effects=[{"category": "network", "reversible": False}])
-    ... def place_order(symbol):
-    ...     raise AssertionError("never called in a dry run")
-    >>> with execution("buy", mode="DRY_RUN") as ex:
-    ...     place_order("BTCUSDT") is None
-    True
-    >>> otel_execaudit.shutdown()
+"""A code-first plan run by the executor: the plan function runs inside the execution, and each
+of its ``@step(side_effects=...)`` functions passes through the run as its gate
+(``recording.acting.ActionGate``): simulated in DRY_RUN; in LIVE checked by every guard, its
+limits consumed and its STARTED entry committed just before it acts.
 """
 
 from __future__ import annotations
 
-import contextvars
-import functools
 import inspect
 import itertools
 import uuid
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from otel_execaudit import terminal
+from otel_execaudit.executor import terminal
 from otel_execaudit.errors import ConfigurationError, GuardDeniedError, PlanError
-from otel_execaudit.guards import ExecutionLimitsGuard
-from otel_execaudit.observer import describe_failure, is_cancellation
-from otel_execaudit.pinning import exact, function_plan_hash, qualified_name
-from otel_execaudit.plan_run import PlanRun
-from otel_execaudit.plans import Plan, PlanStep, amounts, declared_effects
-from otel_execaudit.records import ExecutionMode
-from otel_execaudit.results import ResultStatus
+from otel_execaudit.executor.guards import ExecutionLimitsGuard
+from otel_execaudit.recording.observer import describe_failure, is_cancellation
+from otel_execaudit.executor.pinning import exact, function_plan_hash, qualified_name
+from otel_execaudit.executor.run import PlanRun
+from otel_execaudit.executor.plans import Plan, PlanStep
+from otel_execaudit.recording.acting import ActionSpec, gate
+from otel_execaudit.executor.results import ResultStatus
 
 if TYPE_CHECKING:
-    from otel_execaudit.executor import Executor
+    from otel_execaudit.executor.executor import Executor
 
-__all__ = ["ActionGate", "FunctionRun", "acting", "gate"]
-
-
-class ActionGate(Protocol):
-    """What the executor does around each acting step of a code-first plan."""
-
-    mode: ExecutionMode
-
-    def simulated(self, spec: PlanStep, step: Any, simulate: Callable[..., Any] | None,
-                  arguments: tuple[Any, ...], keywords: Mapping[str, Any]) -> None:
-        """Declare the step's effects and record what it would do."""
-
-    def before(self, spec: PlanStep, step: Any, arguments: tuple[Any, ...],
-               keywords: Mapping[str, Any]) -> None:
-        """Declare the step's effects; raise ``GuardDeniedError`` to stop it before it acts."""
-
-    def after(self, spec: PlanStep, step: Any, error: BaseException | None) -> None: ...
-
-    def interrupted(self, spec: PlanStep, error: BaseException) -> None:
-        """The gate itself could not finish (a cancellation, a ledger that cannot be written):
-        the action's path still ends, and the run fails even if the plan catches ``error``."""
-
-
-gate: contextvars.ContextVar[ActionGate | None] = contextvars.ContextVar(
-    "otel_execaudit_action_gate", default=None)
-
-
-def acting(function: Callable[..., Any], name: str, side_effects: Iterable[Any],
-           consumes: Mapping[str, float] | None,
-           simulate: Callable[..., str] | None) -> Callable[..., Any]:
-    """Wrap ``function`` (plain or async) so that it acts only when the mode allows it."""
-    if inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function):
-        raise ConfigurationError(
-            f"@step({name!r}, side_effects=...) cannot decorate a generator: an action runs "
-            "once. Declare the effects on a plain or async function it calls.")
-    spec = PlanStep(name=name, action_type=function.__qualname__,
-                    side_effects=declared_effects(side_effects, f"step {name!r}"),
-                    consumes=amounts(consumes, f"@step({name!r}): consumes"))
-    if not spec.side_effects:
-        raise ConfigurationError(f"@step({name!r}, side_effects=[]) declares nothing; declare "
-                                 "what the step may change, or leave side_effects out for a "
-                                 "step that only reads (a plain @step runs in a dry run too).")
-
-    def prepare(arguments: tuple[Any, ...], keywords: dict[str, Any]) -> tuple[Any, bool]:
-        from otel_execaudit.instrument import current_execution, current_step
-
-        step, execution = current_step(), current_execution()
-        active = gate.get()
-        live = execution.mode is ExecutionMode.LIVE and (
-            active is None or active.mode is ExecutionMode.LIVE)
-        if active is None:
-            for effect in spec.side_effects:
-                step.declare(effect.category, effect.description or name, effect.reversible)
-            if live:
-                raise GuardDeniedError(
-                    f"step {name!r} declares side effects and its execution is LIVE, but no "
-                    "Executor checked the guards or the acknowledgement; run the plan with "
-                    "Executor().run(...).")
-            description = spec.describe()
-            if simulate is not None:
-                description = str(simulate(*arguments, **keywords))
-            step.event("simulated", would=description)
-            return step, False
-        try:  # the gate declares the effects, then simulates or checks
-            if not live:
-                active.simulated(spec, step, simulate, arguments, keywords)
-                return step, False
-            active.before(spec, step, arguments, keywords)
-        except GuardDeniedError:
-            raise
-        except BaseException as error:
-            active.interrupted(spec, error)
-            raise
-        return step, True
-
-    def finish(step: Any, error: BaseException | None) -> None:
-        active = gate.get()
-        if active is None:
-            return
-        try:
-            active.after(spec, step, error)
-        except BaseException as failure:
-            active.interrupted(spec, failure)
-            raise
-
-    if inspect.iscoroutinefunction(function):
-        @functools.wraps(function)
-        async def act_async(*arguments: Any, **keywords: Any) -> Any:
-            step, perform = prepare(arguments, keywords)
-            if not perform:
-                return None
-            try:
-                result = await function(*arguments, **keywords)
-            except BaseException as error:
-                finish(step, error)
-                raise
-            finish(step, None)
-            return result
-        return act_async
-
-    @functools.wraps(function)
-    def act(*arguments: Any, **keywords: Any) -> Any:
-        step, perform = prepare(arguments, keywords)
-        if not perform:
-            return None
-        try:
-            result = function(*arguments, **keywords)
-        except BaseException as error:
-            finish(step, error)
-            raise
-        finish(step, None)
-        return result
-    return act
+__all__ = ["FunctionRun"]
 
 
 class FunctionRun(PlanRun):
@@ -176,6 +45,7 @@ class FunctionRun(PlanRun):
         # keys each action's limit consumption, so no two actions of a run share a key.
         self._numbers = itertools.count()
         self._simulated: list[PlanStep] = []  # in DRY_RUN: the actions it would have taken
+        self._plan_steps: dict[int, PlanStep] = {}
         super().__init__(executor, Plan(plan_id or getattr(function, "__name__", "plan"), ()),
                          *options)
 
@@ -217,16 +87,28 @@ class FunctionRun(PlanRun):
 
     # -- the gate ------------------------------------------------------------------------------
 
-    def simulated(self, spec: PlanStep, step: Any, simulate: Callable[..., Any] | None,
+    def _plan_step(self, action: ActionSpec) -> PlanStep:
+        """The acting step as a plan step, the form the run's life cycle takes (one per spec:
+        a step function called again is the same step)."""
+        step = self._plan_steps.get(id(action))
+        if step is None:
+            step = self._plan_steps[id(action)] = PlanStep(
+                name=action.name, action_type=action.action_type,
+                side_effects=action.side_effects, consumes=action.consumes)
+        return step
+
+    def simulated(self, action: ActionSpec, step: Any, simulate: Callable[..., Any] | None,
                   arguments: tuple[Any, ...], keywords: Mapping[str, Any]) -> None:
+        spec = self._plan_step(action)
         self._declare(spec, step)
         self._simulated.append(spec)
         description = self.simulation(spec, simulate, arguments, keywords)
         step.event("simulated", would=description)
         self.record_simulated(step.index, spec, spec.action_type, description)
 
-    def before(self, spec: PlanStep, step: Any, arguments: tuple[Any, ...],
+    def before(self, action: ActionSpec, step: Any, arguments: tuple[Any, ...],
                keywords: Mapping[str, Any]) -> None:
+        spec = self._plan_step(action)
         self._declare(spec, step)
         if self.status is not ResultStatus.SUCCESS:  # an earlier action failed: stop here
             self.actions.append(self._not_run(step.index, spec, "skipped",
@@ -258,7 +140,8 @@ class FunctionRun(PlanRun):
         for effect in spec.side_effects:
             step.declare(effect.category, effect.description or spec.name, effect.reversible)
 
-    def interrupted(self, spec: PlanStep, error: BaseException) -> None:
+    def interrupted(self, action: ActionSpec, error: BaseException) -> None:
+        spec = self._plan_step(action)
         if self.status is ResultStatus.SUCCESS:
             failure = describe_failure(self.redactor, error)
             self._stop(f"step {spec.name!r} interrupted: {failure.error_type}: "
@@ -268,7 +151,8 @@ class FunctionRun(PlanRun):
             self._emit(spec, spec.action_type, terminal.CANCELLED if is_cancellation(error)
                        else terminal.INTERNAL_ERROR)
 
-    def after(self, spec: PlanStep, step: Any, error: BaseException | None) -> None:
+    def after(self, action: ActionSpec, step: Any, error: BaseException | None) -> None:
+        spec = self._plan_step(action)
         handle = step._handle  # its own execution's step, nested or not
         violations = spec.violations(handle.observer.observed_effects(handle.index))
         if error is not None:

@@ -32,11 +32,11 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
-from otel_execaudit import semantic
+from otel_execaudit.recording import semantic
 from otel_execaudit.errors import ExecutionEndedError, RecordingError, SecurityEscalationError
-from otel_execaudit.ledger import Ledger, LedgerEntry
-from otel_execaudit.logs import get_logger
-from otel_execaudit.records import (
+from otel_execaudit.ledger.store import Ledger, LedgerEntry
+from otel_execaudit.telemetry.logs import get_logger
+from otel_execaudit.recording.records import (
     GENESIS,
     ExecutionMode,
     ExecutionRecord,
@@ -54,7 +54,7 @@ from otel_execaudit.records import (
 )
 from otel_execaudit.redaction import Redactor
 from otel_execaudit.runtime import get_runtime
-from otel_execaudit.spans import SpanChannel, event_limit, hex_ids, json_text, qualified_name, safe
+from otel_execaudit.recording.spans import SpanChannel, event_limit, hex_ids, json_text, qualified_name, safe
 
 SecurityProvider = Callable[[], SecuritySnapshot]
 _log = get_logger()

@@ -5,7 +5,7 @@ failing guard of severity ``deny`` blocks the execution; one of severity ``warn`
 and reported but does not block. All guards always run, so a report shows every reason at once.
 A guard that raises, times out or returns something else counts as deny: guards fail closed::
 
-    >>> from otel_execaudit.plans import load_plan
+    >>> from otel_execaudit.executor.plans import load_plan
     >>> plan = load_plan({"plan_id": "p", "steps": [{"name": "s", "action_type": "noop"}]})
     >>> context = GuardContext(plan=plan, mode=ExecutionMode.LIVE, client_id=1)
     >>> [verdict.decision for verdict in evaluate(default_guards(), context)]
@@ -26,10 +26,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping, Protocol, runtime_checkable
 
 from otel_execaudit.errors import ConfigurationError
-from otel_execaudit.limits import exceeded
-from otel_execaudit.observer import printable
-from otel_execaudit.plans import Plan, PlanStep
-from otel_execaudit.records import ExecutionMode, frozen, thawed
+from otel_execaudit.executor.limits import exceeded
+from otel_execaudit.recording.observer import printable
+from otel_execaudit.executor.plans import Plan, PlanStep
+from otel_execaudit.recording.records import ExecutionMode, frozen, thawed
 
 __all__ = ["AcknowledgementGuard", "ExecutionGuard", "ExecutionLimitsGuard", "Guard",
            "GuardContext", "PlanPinGuard", "Severity", "TenantContextGuard",
@@ -320,7 +320,7 @@ def evaluate(guards: Iterable[Guard], context: GuardContext, *,
 
     ``on_verdict(guard, verdict, error)`` is called for each, as it is decided.
 
-    >>> from otel_execaudit.plans import load_plan
+    >>> from otel_execaudit.executor.plans import load_plan
     >>> plan = load_plan({"plan_id": "p", "steps": [{"name": "s", "action_type": "noop"}]})
     >>> [v.message for v in evaluate([TenantContextGuard()], GuardContext(plan=plan))]
     ['client_id is required (pass --client-id N, a positive integer)']

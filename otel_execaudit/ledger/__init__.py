@@ -1,0 +1,13 @@
+"""The ledger: an append-only, hash-chained SQLite file of canonical JSON entries, and its
+offline verification. It knows nothing of recording, telemetry or execution above it.
+
+``store`` (the ``Ledger``), ``file`` (the file and its identity), ``canonical`` (the bytes and
+hashes of an entry), ``verify`` (checking a ledger offline).
+"""
+
+from otel_execaudit.ledger.canonical import CanonicalizationError, canonical_bytes
+from otel_execaudit.ledger.store import Durability, Ledger, LedgerEntry, default_ledger_path
+from otel_execaudit.ledger.verify import VerifyReport, verify
+
+__all__ = ["CanonicalizationError", "Durability", "Ledger", "LedgerEntry", "VerifyReport",
+           "canonical_bytes", "default_ledger_path", "verify"]

@@ -1,0 +1,12 @@
+"""Telemetry: a tracer and a logger whose export can never hold up, crash, or outlive the
+application, and the package's own log lines.
+
+``pipeline`` (``build_telemetry``: providers, processors, one deadline), ``exporting`` (the
+fail-safe, bounded exporters), ``exporters`` (which exporter is built, from arguments and the
+``OTEL_*`` variables), ``logs`` (the package's log lines).
+"""
+
+from otel_execaudit.telemetry.logs import get_logger, set_level
+from otel_execaudit.telemetry.pipeline import Telemetry, build_telemetry
+
+__all__ = ["Telemetry", "build_telemetry", "get_logger", "set_level"]
