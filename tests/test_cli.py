@@ -99,7 +99,7 @@ def test_the_report_shows_user_text_as_written(tmp_path):
 
     import otel_execaudit
     from otel_execaudit import execution
-    from otel_execaudit.cli import render_record
+    from otel_execaudit.cli.demo import render_record
 
     otel_execaudit.configure(ledger=tmp_path / "l.db", exporter="none")
     try:

@@ -1,4 +1,4 @@
-"""What the README shows runs, as shown."""
+"""What the README and the docs show runs, as shown."""
 
 import re
 import subprocess
@@ -8,28 +8,32 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+DOCS = README.parent / "docs"
+# ledger-format.md's one block, the sample verifier, is run by test_verify against each case.
+PAGES = [README, *sorted(page for page in DOCS.glob("*.md") if page.name != "ledger-format.md")]
+BLOCKS = [(page.name, block) for page in PAGES
+          for block in re.findall(r"```python\n(.*?)```", page.read_text(), re.S)]
 
-# What each block prints, in order (the README's comments say the same).
+# What each block prints, in order of the pages and within them (their comments say the same).
 EXPECTED = [
-    ["completed", "['Revoked key k-17']"],
-    ["[{'order_id': 7, 'symbol': 'ACME', 'quantity': 3}]"],
-    ["stopped: security state is compromised before step 1", "incomplete"],
-    ["SUCCESS would restart api", "BLOCKED ['ValidationRequired', 'Acknowledgement']",
-     "SUCCESS LIVE"],
+    ("README.md", ["completed", "['Revoked key k-17']"]),
+    ("README.md", ["SUCCESS would restart api",
+                   "BLOCKED ['ValidationRequired', 'Acknowledgement']", "SUCCESS LIVE"]),
+    ("recording.md", ["[{'order_id': 7, 'symbol': 'ACME', 'quantity': 3}]"]),
+    ("recording.md", ["stopped: security state is compromised before step 1", "incomplete"]),
 ]
 
 
 def test_every_python_block_is_checked():
-    assert len(BLOCKS) == len(EXPECTED)
+    assert [page for page, _ in BLOCKS] == [page for page, _ in EXPECTED]
 
 
 @pytest.mark.parametrize("index", range(len(EXPECTED)))
-def test_readme_block_runs_as_shown(index, tmp_path):
-    result = subprocess.run([sys.executable, "-c", BLOCKS[index]], cwd=tmp_path,
+def test_every_block_runs_as_shown(index, tmp_path):
+    result = subprocess.run([sys.executable, "-c", BLOCKS[index][1]], cwd=tmp_path,
                             capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr
-    for expected in EXPECTED[index]:
+    for expected in EXPECTED[index][1]:
         assert expected in result.stdout
     assert "sk-never-recorded" not in (tmp_path / ".execaudit" / "readme.db").read_bytes().decode(
         "latin-1")
@@ -42,17 +46,22 @@ def test_readme_block_runs_as_shown(index, tmp_path):
 ROOT = README.parent
 
 
-def readme_commands() -> list[list[str]]:
-    console = re.findall(r"```console\n(.*?)```", README.read_text(), re.S)
+CLI = DOCS / "cli.md"
+
+
+def readme_commands(page: Path = CLI) -> list[list[str]]:
+    console = re.findall(r"```console\n(.*?)```", page.read_text(), re.S)
     lines = [line for block in console for line in block.splitlines()
              if line.startswith((".venv/bin/execaudit plan", ".venv/bin/execaudit execute"))]
     return [line.split()[1:] for line in lines]
 
 
 def test_the_readme_command_line_example_runs_as_shown(tmp_path):
-    """The three executor commands, the exit statuses the table gives, and the sample report."""
+    """The three executor commands, the exit statuses the table gives, and the sample report
+    (docs/cli.md; the README's command is its first)."""
     commands = readme_commands()
     assert [words[0] for words in commands] == ["plan", "execute", "execute"]
+    assert readme_commands(README) == commands[:1]
 
     def run(words: list[str]) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "otel_execaudit.cli", *words,
@@ -62,7 +71,7 @@ def test_the_readme_command_line_example_runs_as_shown(tmp_path):
 
     planned = run(commands[0])
     assert planned.returncode == 0, planned.stderr
-    sample = re.search(r"```\n(=+\nEXECUTION REPORT.*?)```", README.read_text(), re.S).group(1)
+    sample = re.search(r"```\n(=+\nEXECUTION REPORT.*?)```", CLI.read_text(), re.S).group(1)
     for line in sample.splitlines():
         if line.strip() and "…" not in line:
             assert line in planned.stdout.splitlines(), line

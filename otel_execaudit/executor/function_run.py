@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 from otel_execaudit.executor import terminal
 from otel_execaudit.errors import ConfigurationError, GuardDeniedError, PlanError
 from otel_execaudit.executor.guards import ExecutionLimitsGuard
-from otel_execaudit.recording.observer import describe_failure, is_cancellation
+from otel_execaudit.recording import describe_failure, is_cancellation
 from otel_execaudit.executor.pinning import exact, function_plan_hash, qualified_name
 from otel_execaudit.executor.run import PlanRun
 from otel_execaudit.executor.plans import Plan, PlanStep

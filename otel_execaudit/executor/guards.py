@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Mapping, Protocol, runtime_checkable
 
 from otel_execaudit.errors import ConfigurationError
 from otel_execaudit.executor.limits import exceeded
-from otel_execaudit.recording.observer import printable
+from otel_execaudit.recording import printable
 from otel_execaudit.executor.plans import Plan, PlanStep
 from otel_execaudit.recording.records import ExecutionMode, frozen, thawed
 

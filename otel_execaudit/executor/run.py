@@ -35,7 +35,7 @@ from otel_execaudit.executor.guards import (
 )
 from otel_execaudit.recording.instrument import execution
 from otel_execaudit.executor.limits import Consumption, LimitCounters
-from otel_execaudit.recording.observer import (
+from otel_execaudit.recording import (
     ExecutionObserver,
     StepHandle,
     describe_failure,

@@ -3,7 +3,7 @@ immutable records, and the spans. It writes to the ledger and the telemetry belo
 imports the executor above it: code-first actions reach the executor through ``acting.gate``.
 
 ``instrument`` (``execution()``, ``step()``, ``@plan``, ``@step``, ``bind``), ``observer`` (the
-recorder), ``records`` (``ExecutionRecord`` and its parts), ``declarations`` (what a step may
+recorder), ``step_handle`` (an open step), ``failure`` (an error as recorded), ``records`` (``ExecutionRecord`` and its parts), ``declarations`` (what a step may
 change and consume), ``acting`` (steps that act, and the gate they pass), ``spans`` and
 ``semantic`` (span plumbing and names).
 """
@@ -20,13 +20,9 @@ from otel_execaudit.recording.instrument import (
     plan,
     step,
 )
-from otel_execaudit.recording.observer import (
-    ExecutionObserver,
-    StepHandle,
-    describe_failure,
-    is_cancellation,
-    printable,
-)
+from otel_execaudit.recording.failure import describe_failure, is_cancellation, printable
+from otel_execaudit.recording.observer import ExecutionObserver
+from otel_execaudit.recording.step_handle import StepHandle
 from otel_execaudit.recording.records import (
     ExecutionMode,
     ExecutionRecord,

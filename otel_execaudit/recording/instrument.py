@@ -29,20 +29,17 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import inspect
 from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 from opentelemetry import context as otel_context
 
-from otel_execaudit.errors import ConfigurationError, ExecAuditError, SecurityEscalationError
+from otel_execaudit.errors import ConfigurationError, SecurityEscalationError
 from otel_execaudit.recording.acting import acting
+from otel_execaudit.recording.wrapping import capture_names, captured, check_capture, wrap
 from otel_execaudit.ledger.store import LedgerEntry
-from otel_execaudit.recording.observer import (
-    ExecutionObserver,
-    SecurityProvider,
-    StepHandle,
-    is_cancellation,
-)
+from otel_execaudit.recording.failure import is_cancellation
+from otel_execaudit.recording.observer import ExecutionObserver, SecurityProvider
+from otel_execaudit.recording.step_handle import StepHandle
 from otel_execaudit.recording.records import (
     ExecutionMode,
     ExecutionRecord,
@@ -50,8 +47,6 @@ from otel_execaudit.recording.records import (
     SideEffect,
     SideEffectCategory,
 )
-from otel_execaudit.telemetry.logs import get_logger
-from otel_execaudit.runtime import get_runtime
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -282,7 +277,7 @@ class StepSpec(_Scope):
                  acts: tuple[Iterable[Any], Mapping[str, float] | None, Any] | None = None
                  ) -> None:
         self.name, self.details = name, details
-        self.capture, self.capture_result = _capture_names(capture), capture_result
+        self.capture, self.capture_result = capture_names(capture), capture_result
         self.acts = acts  # (side_effects, consumes, simulate) of a step that acts
 
     def __enter__(self) -> Step:
@@ -308,16 +303,16 @@ class StepSpec(_Scope):
 
     def __call__(self, function: F) -> F:
         label, names, fixed = self.name or function.__qualname__, self.capture, self.details
-        _check_capture(function, names)
+        check_capture(function, names)
 
         def scope(arguments: tuple[Any, ...], keywords: dict[str, Any]) -> _Scope:
-            captured = _captured(function, names, arguments, keywords)
-            details = {**fixed, **captured} if fixed and captured else (fixed or captured)
+            values = captured(function, names, arguments, keywords)
+            details = {**fixed, **values} if fixed and values else (fixed or values)
             return StepSpec(label, details, (), False)
 
         if self.acts is not None:
             function = acting(function, label, *self.acts)  # type: ignore[assignment]
-        return _wrap(function, scope, self.capture_result)
+        return wrap(function, scope, self.capture_result)
 
 
 def step(name: str | Callable[..., Any] | None = None, *,
@@ -392,8 +387,6 @@ def bind(function: F) -> F:
     return run_in_context  # type: ignore[return-value]
 
 
-# ----- decorators ---------------------------------------------------------------------------
-
 def plan(plan_id: str | Callable[..., Any] | None = None, *, capture: Iterable[str] = (),
          mode: ExecutionMode | str | None = None,
          security: SecurityProvider | None = None) -> Any:
@@ -415,184 +408,19 @@ def plan(plan_id: str | Callable[..., Any] | None = None, *, capture: Iterable[s
     """
     if callable(plan_id):  # bare @plan
         return plan()(plan_id)
-    names = _capture_names(capture)
+    names = capture_names(capture)
 
     def decorate(function: F) -> F:
         label = plan_id or function.__qualname__
-        _check_capture(function, names)
+        check_capture(function, names)
 
         def scope(arguments: tuple[Any, ...], keywords: dict[str, Any]) -> _Scope:
             return Execution(label, mode=mode, security=security,
-                             details=_captured(function, names, arguments, keywords))
+                             details=captured(function, names, arguments, keywords))
 
-        wrapped = _wrap(function, scope, capture_result=False)
+        wrapped = wrap(function, scope, capture_result=False)
         # The Executor runs the undecorated body inside an execution of its own.
         wrapped.__execaudit_plan__ = (label, function)  # type: ignore[attr-defined]
         return wrapped
 
     return decorate
-
-
-def _capture_names(capture: Iterable[str] | str) -> tuple[str, ...]:
-    return (capture,) if isinstance(capture, str) else tuple(capture)
-
-
-def _check_capture(function: Callable[..., Any], names: tuple[str, ...]) -> None:
-    """A misspelt name would silently capture nothing: refuse it when the function is
-    decorated."""
-    if not names:
-        return
-    try:
-        parameters = inspect.signature(function).parameters
-    except (TypeError, ValueError):
-        return  # builtins and the like: nothing to check against
-    if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values()):
-        return
-    unknown = [name for name in names if name not in parameters]
-    if unknown:
-        raise ConfigurationError(
-            f"capture names {unknown} are not parameters of {function.__qualname__} "
-            f"(it takes {list(parameters)}); fix the names or drop them")
-
-
-def _captured(function: Callable[..., Any], names: tuple[str, ...],
-              arguments: tuple[Any, ...], keywords: dict[str, Any]) -> dict[str, Any] | None:
-    if not names:
-        return None
-    try:
-        bound = inspect.signature(function).bind_partial(*arguments, **keywords)
-    except TypeError:
-        return None  # the call itself will raise the TypeError the user expects
-    wanted = {key: value for key, value in bound.arguments.items() if key in names}
-    return {"arguments": get_runtime().redactor.capture(names, wanted)}
-
-
-def _record_result(scope: Any, result: Any) -> None:
-    if isinstance(scope, Step):
-        scope.set_output(result=get_runtime().redactor.clean(result))
-
-
-def _wrap(function: F, scope_for: Callable[[tuple[Any, ...], dict[str, Any]], _Scope],
-          capture_result: bool) -> F:
-    if inspect.isasyncgenfunction(function):
-        async def scoped_async_generator(arguments: tuple[Any, ...],
-                                         keywords: dict[str, Any]) -> Any:
-            with scope_for(arguments, keywords):
-                async for item in function(*arguments, **keywords):
-                    yield item
-
-        @functools.wraps(function)
-        async def async_generator(*arguments: Any, **keywords: Any) -> Any:
-            context = contextvars.copy_context()
-            body = scoped_async_generator(arguments, keywords)
-            async for item in _drive_async_in_context(context, body):
-                yield item
-        return async_generator  # type: ignore[return-value]
-
-    if inspect.iscoroutinefunction(function):
-        @functools.wraps(function)
-        async def coroutine(*arguments: Any, **keywords: Any) -> Any:
-            with scope_for(arguments, keywords) as scope:
-                result = await function(*arguments, **keywords)
-                if capture_result:
-                    _record_result(scope, result)
-                return result
-        return coroutine  # type: ignore[return-value]
-
-    if inspect.isgeneratorfunction(function):
-        def scoped_generator(arguments: tuple[Any, ...], keywords: dict[str, Any]) -> Any:
-            with scope_for(arguments, keywords) as scope:
-                result = yield from function(*arguments, **keywords)
-                if capture_result:
-                    _record_result(scope, result)
-                return result
-
-        @functools.wraps(function)
-        def generator(*arguments: Any, **keywords: Any) -> Any:
-            context = contextvars.copy_context()
-            return (yield from _drive_in_context(context, scoped_generator(arguments, keywords)))
-        return generator  # type: ignore[return-value]
-
-    @functools.wraps(function)
-    def plain(*arguments: Any, **keywords: Any) -> Any:
-        with scope_for(arguments, keywords) as scope:
-            result = function(*arguments, **keywords)
-            if capture_result:
-                _record_result(scope, result)
-            return result
-    return plain  # type: ignore[return-value]
-
-
-# A generator's step (or plan) is current only while the generator runs, not while it is
-# suspended at a yield: each resume runs in a context of the generator's own, so the consumer
-# never finds itself "inside" a step it is merely iterating over.
-
-def _drive_in_context(context: contextvars.Context, body: Any) -> Any:
-    """``yield from body``, with every resume of ``body`` run inside ``context``."""
-    message: Any = None
-    thrown: BaseException | None = None
-    while True:
-        try:
-            if thrown is None:
-                item = context.run(body.send, message)
-            else:
-                error, thrown = thrown, None
-                item = context.run(body.throw, error)
-        except StopIteration as stop:
-            return stop.value
-        try:
-            message = yield item
-        except GeneratorExit:
-            _close_quietly(context.run, body.close)
-            raise
-        except BaseException as error:
-            thrown = error
-
-
-async def _drive_async_in_context(context: contextvars.Context, body: Any) -> Any:
-    """``async for item in body: yield item``, with every resume of ``body`` run as a task
-    in ``context`` (an awaited coroutine would otherwise run in the consumer's context)."""
-    import asyncio
-
-    message: Any = None
-    thrown: BaseException | None = None
-    while True:
-        resume = body.asend(message) if thrown is None else body.athrow(thrown)
-        thrown = None
-        task = asyncio.get_running_loop().create_task(_awaited(resume), context=context)
-        try:
-            item = await task
-        except StopAsyncIteration:
-            return
-        except asyncio.CancelledError:
-            task.cancel()
-            raise
-        try:
-            message = yield item
-        except GeneratorExit:
-            closing = asyncio.get_running_loop().create_task(_awaited(body.aclose()),
-                                                             context=context)
-            try:
-                await closing
-            except ExecAuditError as error:
-                _log_lost_end(error)
-            raise
-        except BaseException as error:
-            thrown = error
-
-
-async def _awaited(awaitable: Any) -> Any:
-    return await awaitable
-
-
-def _close_quietly(run: Callable[..., Any], *arguments: Any) -> None:
-    """Close a step whose consumer went away. At interpreter exit the ledger may already be
-    closed: the lost cancellation record is logged, not raised into the garbage collector."""
-    try:
-        run(*arguments)
-    except ExecAuditError as error:
-        _log_lost_end(error)
-
-
-def _log_lost_end(error: ExecAuditError) -> None:
-    get_logger().warning("a suspended step could not record its end", error=str(error))

@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import random
 import threading
-import traceback as traceback_module
 from datetime import timezone
 import uuid
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, Callable, Mapping
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -54,95 +53,15 @@ from otel_execaudit.recording.records import (
 )
 from otel_execaudit.redaction import Redactor
 from otel_execaudit.runtime import get_runtime
-from otel_execaudit.recording.spans import SpanChannel, event_limit, hex_ids, json_text, qualified_name, safe
+from otel_execaudit.recording.failure import Failure, describe_failure, printable
+from otel_execaudit.recording.spans import SpanChannel, event_limit, hex_ids, json_text, safe
+from otel_execaudit.recording.step_handle import StepHandle
 
 SecurityProvider = Callable[[], SecuritySnapshot]
 _log = get_logger()
 
-CANCELLATION = (KeyboardInterrupt, GeneratorExit)  # plus asyncio.CancelledError (a BaseException)
-TRACEBACK_LIMIT = 32768  # characters kept of a traceback: the end, where the error is
 _STEP_KINDS = {kind: f"step.{kind.value}" for kind in StepEventType}
 _STEP_EVENT_NAMES = {kind: semantic.EVENT_STEP.format(kind.value) for kind in StepEventType}
-
-
-class Failure(NamedTuple):
-    """An error as recorded: redacted once, then used for ledger, span and log alike."""
-
-    error_type: str
-    message: str
-    traceback: str | None
-
-
-def describe_failure(redactor: Redactor, error: BaseException | str) -> Failure:
-    """Describe an error without ever raising, even when its ``__str__`` does."""
-    if not isinstance(error, BaseException):
-        return Failure("error", redactor.clean_text(printable(error)), None)
-    try:
-        stack = "".join(traceback_module.format_exception(error))
-    except Exception:  # a hostile __traceback__ or __notes__: keep what we can
-        stack = None
-    return Failure(redactor.bound_name(qualified_name(type(error))),
-                   redactor.clean_text(printable(error)),
-                   None if stack is None else redactor.clean_text(stack, TRACEBACK_LIMIT))
-
-
-def printable(value: Any) -> str:
-    """``str(value)``, or a placeholder when that raises or returns a non-str."""
-    try:
-        text = str(value)
-    except Exception:
-        return f"<unprintable {type(value).__name__}>"
-    return text if isinstance(text, str) else f"<unprintable {type(value).__name__}>"
-
-
-def is_cancellation(error: BaseException) -> bool:
-    """CancelledError, KeyboardInterrupt and GeneratorExit end an execution as CANCELLED."""
-    return isinstance(error, CANCELLATION) or type(error).__name__ == "CancelledError"
-
-
-class StepHandle:
-    """An open step: record side effects and events on it, then complete, fail or cancel it."""
-
-    __slots__ = ("observer", "index", "name", "channel", "trace_id", "span_id", "open",
-                 "_context")
-
-    def __init__(self, observer: ExecutionObserver, index: int, name: str,
-                 channel: SpanChannel) -> None:
-        self.observer, self.index, self.name, self.channel = observer, index, name, channel
-        self.trace_id, self.span_id = hex_ids(channel.span)
-        self.open = True
-        self._context: otel_context.Context | None = None
-
-    @property
-    def span(self) -> Span:
-        return self.channel.span
-
-    @property
-    def context(self) -> otel_context.Context:
-        """The OpenTelemetry context with this step's span current."""
-        if self._context is None:
-            self._context = trace.set_span_in_context(self.channel.span)
-        return self._context
-
-    def side_effect(self, category: SideEffectCategory | str, description: str,
-                    reversible: bool = False,
-                    details: Mapping[str, Any] | None = None) -> SideEffect:
-        return self.observer.record_side_effect(category, description, reversible, details,
-                                                step_index=self.index)
-
-    def event(self, name: str, details: Mapping[str, Any] | None = None) -> LedgerEntry:
-        return self.observer._record_step_note(self, name, details)
-
-    def complete(self, details: Mapping[str, Any] | None = None) -> None:
-        self.observer._finish_step(self, StepEventType.COMPLETED, details, None)
-
-    def fail(self, error: BaseException | str,
-             details: Mapping[str, Any] | None = None) -> None:
-        self.observer._finish_step(self, StepEventType.FAILED, details, error)
-
-    def cancel(self, error: BaseException | str | None = None) -> None:
-        self.observer._finish_step(self, StepEventType.CANCELLED, None, error or "cancelled")
-
 
 class ExecutionObserver:
     """Records one execution: step events, side effects and its end, into ledger and spans.

@@ -19,8 +19,6 @@ import os
 import sys
 from typing import Any
 
-import structlog
-
 LOGGER_NAME = "otel_execaudit"
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50, "off": 100}
 _chosen: str | None = None  # set_level's; None: $EXECAUDIT_LOG_LEVEL, else info
@@ -47,6 +45,9 @@ class _Logger:
     importing this package still takes effect."""
 
     def _target(self) -> Any:
+        import structlog  # when a line is written: structlog costs 0.15 s to import, and
+        # most processes that record never log a line
+
         if structlog.is_configured():
             return structlog.get_logger(LOGGER_NAME)
         return structlog.wrap_logger(
