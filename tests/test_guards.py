@@ -15,8 +15,8 @@ from otel_execaudit.executor.guards import (
     TenantContextGuard,
     ValidationRequiredGuard,
     default_guards,
-    evaluate,
 )
+from otel_execaudit.executor.evaluation import evaluate
 from otel_execaudit.executor.plans import load_plan
 from otel_execaudit.recording.records import ExecutionMode
 

@@ -249,7 +249,8 @@ def test_a_ledger_from_before_the_totals_table_is_counted_and_upgraded(tmp_path)
 
 
 def test_the_limits_guard_on_a_stuck_ledger_denies_within_its_lock_timeout(tmp_path):
-    from otel_execaudit.executor.guards import GuardContext, evaluate
+    from otel_execaudit.executor.evaluation import evaluate
+    from otel_execaudit.executor.guards import GuardContext
     from otel_execaudit.executor.plans import load_plan
     from otel_execaudit.recording.records import ExecutionMode
 

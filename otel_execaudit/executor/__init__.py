@@ -3,7 +3,7 @@ for and acknowledged, every guard run and any deny blocking before a single side
 
 ``executor`` (``Executor``), ``run`` (one run's life cycle), ``function_run`` (a code-first
 plan's), ``plans`` (plans as data), ``adapters`` (what acts), ``guards``, ``limits`` (daily
-counters in the ledger's file), ``pinning`` (plan hashes), ``results`` (what a run returns),
+counters in the ledger's file), ``evaluation`` (running guards fail closed), ``pinning`` (plan hashes), ``results`` (what a run returns),
 ``terminal`` (one terminal event per action path).
 """
 

@@ -37,7 +37,8 @@ from otel_execaudit.executor import terminal
 from otel_execaudit.executor.function_run import FunctionRun
 from otel_execaudit.executor.adapters import AdapterRegistry, default_registry
 from otel_execaudit.errors import ConfigurationError, PlanError
-from otel_execaudit.executor.guards import DEFAULT_GUARD_TIMEOUT, AcknowledgementGuard, Guard, guard_name
+from otel_execaudit.executor.evaluation import guard_name
+from otel_execaudit.executor.guards import DEFAULT_GUARD_TIMEOUT, AcknowledgementGuard, Guard
 from otel_execaudit.executor.guards import default_guards as seed_guards
 from otel_execaudit.recording.instrument import current_execution, execution
 from otel_execaudit.executor.run import PlanRun

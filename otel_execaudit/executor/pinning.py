@@ -100,7 +100,8 @@ def exact(value: Any, where: str) -> Any:
 def guard_configuration(guards: Iterable[Any]) -> list[dict[str, Any]]:
     """Each guard's name, type, severity, code and settings: its ``config()`` exactly, else
     all its attributes (those with no exact form, a client or a connection, by their type)."""
-    from otel_execaudit.executor.guards import Severity, guard_name
+    from otel_execaudit.executor.evaluation import guard_name
+    from otel_execaudit.executor.guards import Severity
 
     configuration = []
     for guard in guards:

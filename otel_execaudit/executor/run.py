@@ -25,13 +25,13 @@ from otel_execaudit.executor.adapters import (
     error_code,
 )
 from otel_execaudit.errors import PlanError, SecurityEscalationError
+from otel_execaudit.executor.evaluation import evaluate
 from otel_execaudit.executor.guards import (
     ExecutionGuard,
     ExecutionLimitsGuard,
     Guard,
     GuardContext,
     PlanPinGuard,
-    evaluate,
 )
 from otel_execaudit.recording.instrument import execution
 from otel_execaudit.executor.limits import Consumption, LimitCounters

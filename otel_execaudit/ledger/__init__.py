@@ -1,7 +1,8 @@
 """The ledger: an append-only, hash-chained SQLite file of canonical JSON entries, and its
 offline verification. It knows nothing of recording, telemetry or execution above it.
 
-``store`` (the ``Ledger``), ``file`` (the file and its identity), ``canonical`` (the bytes and
+``store`` (the ``Ledger``), ``file`` (the file and its identity), ``readonly`` (opening it to read
+and checking the file around the chain), ``canonical`` (the bytes and
 hashes of an entry), ``verify`` (checking a ledger offline).
 """
 

@@ -20,7 +20,6 @@ import json
 import os
 import pathlib
 import sqlite3
-import urllib.parse
 
 import orjson
 
@@ -29,21 +28,21 @@ from otel_execaudit.ledger.canonical import (
     CanonicalizationError,
     canonical_bytes,
 )
-from otel_execaudit.errors import LedgerError, LedgerNotFoundError, NotALedgerError
-from otel_execaudit.ledger.file import APPLICATION, APPLICATION_ID, FORMAT_VERSION, ledger_identity
+from otel_execaudit.ledger.file import FORMAT_VERSION
+from otel_execaudit.ledger.readonly import (
+    COUNT_INDEXED,
+    INDEX,
+    Damaged,
+    damage_reason,
+    file_problem,
+    open_read_only,
+)
 
 __all__ = ["VerifyReport", "verify"]
 
 ENTRY_FIELDS = frozenset(("format", "seq", "prev", "ts", "kind", "execution_id", "plan_id", "trace_id", "span_id", "data"))
 _HEX_DIGITS = frozenset("0123456789abcdef")
-# The file around the chain, as ledger_file.SCHEMA creates it: meta's rows, and for each column
-# of entries its declared type, NOT NULL and primary-key flags (seq: the INTEGER PRIMARY KEY).
-_META_ROWS = [("application", APPLICATION), ("format", str(FORMAT_VERSION))]
-_ENTRY_COLUMNS = {"seq": ("INTEGER", 0, 1), "hash": ("TEXT", 1, 0), "body": ("BLOB", 1, 0),
-                  "execution_id": ("TEXT", 1, 0), "kind": ("TEXT", 1, 0)}
-_INDEX, _INDEX_COLUMNS = "entries_by_execution", ["execution_id", "seq"]
-_COUNT_INDEXED = f"SELECT count(*) FROM entries INDEXED BY {_INDEX}"
-_SQLITE_HEADER = b"SQLite format 3\x00"
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,28 +89,23 @@ def verify(path: str | os.PathLike[str], *, strict: bool = False,
     path = pathlib.Path(path)
     try:
         return _verify_file(path, strict, workers)
-    except _Damaged as damage:
+    except Damaged as damage:
         return VerifyReport(str(path), False, 0, None, None, str(damage))
 
 
-class _Damaged(Exception):
-    """The file is a ledger (its meta rows, or when those cannot be read its header, say so) but
-    not as the format has it; the message is the report's reason."""
-
-
 def _verify_file(path: pathlib.Path, strict: bool, workers: int | None) -> VerifyReport:
-    connection = _open_read_only(path)
+    connection = open_read_only(path)
     try:
         # One snapshot for the checks of the whole file: entries appended meanwhile are not seen
         # (in parallel mode the parts read only seqs below the snapshot's end).
         connection.execute("BEGIN")
-        problem = _file_problem(connection)
+        problem = file_problem(connection)
         if problem is not None:
-            raise _Damaged(problem)
+            raise Damaged(problem)
         last_seq = connection.execute("SELECT max(seq) FROM entries").fetchone()[0]
         # Reading the whole index (a covering index: about 2 % of the file) finds its damaged
         # pages, and rows it lacks or has too many of, which lookups by execution id would show.
-        indexed = connection.execute(_COUNT_INDEXED).fetchone()[0]
+        indexed = connection.execute(COUNT_INDEXED).fetchone()[0]
         workers = workers or min(os.cpu_count() or 1, MAX_WORKERS)
         if last_seq is None or last_seq + 1 < PARALLEL_FROM or workers < 2:
             outcome = _verify_range(connection, str(path), strict, 0, None)
@@ -119,44 +113,15 @@ def _verify_file(path: pathlib.Path, strict: bool, workers: int | None) -> Verif
         else:
             report = _verify_in_parallel(path, strict, last_seq + 1, workers)
     except sqlite3.DatabaseError as error:
-        raise _Damaged(_damage_reason(error)) from error
+        raise Damaged(damage_reason(error)) from error
     finally:
         connection.close()
     if report.ok and indexed != report.entries:
         return dataclasses.replace(report, ok=False, reason=(
-            f"index {_INDEX} holds {indexed} rows for {report.entries} entries: the file is "
+            f"index {INDEX} holds {indexed} rows for {report.entries} entries: the file is "
             "damaged or was changed, and lookups by execution id would not show the chain"))
     return report
 
-
-def _damage_reason(error: sqlite3.DatabaseError) -> str:
-    return f"the SQLite file is damaged ({error})"
-
-
-def _file_problem(connection: sqlite3.Connection) -> str | None:
-    """Say how the file around the chain differs from the format, or return None.
-
-    ``meta`` holds exactly its two rows (the file was identified by them; another row means it
-    was changed), ``entries`` has exactly the format's columns and the index exists.
-    """
-    meta = sorted(connection.execute("SELECT key, value FROM meta"))
-    if meta != _META_ROWS:
-        others = [found for found in meta if found not in _META_ROWS]
-        return f"meta holds rows other than application and format ({others}): the file was changed"
-    columns = {name: (declared.upper(), not_null, primary)
-               for _, name, declared, not_null, _, primary in connection.execute("PRAGMA table_info(entries)")}
-    if columns != _ENTRY_COLUMNS:
-        missing = sorted(_ENTRY_COLUMNS.keys() - columns.keys())
-        different = sorted(name for name in _ENTRY_COLUMNS.keys() & columns.keys()
-                           if columns[name] != _ENTRY_COLUMNS[name])
-        unexpected = sorted(columns.keys() - _ENTRY_COLUMNS.keys())
-        return (f"the entries table is not the format's (missing columns {missing}, changed "
-                f"{different}, unexpected {unexpected}): the file was changed")
-    partial = {name: partial for _, name, _, _, partial in connection.execute("PRAGMA index_list(entries)")}
-    indexed = [name for _, _, name in connection.execute(f"PRAGMA index_info({_INDEX})")]
-    if partial.get(_INDEX) != 0 or indexed != _INDEX_COLUMNS:  # a partial index skips rows
-        return f"index {_INDEX} on entries (execution_id, seq) is missing or different: the file was changed"
-    return None
 
 
 # Verification is embarrassingly parallel: each part of the chain checks its own entries and
@@ -208,81 +173,11 @@ def _verify_in_parallel(path: pathlib.Path, strict: bool, count: int,
 
 
 def _verify_part(path: str, strict: bool, start: int, stop: int) -> _RangeOutcome:
-    connection = _open_read_only(pathlib.Path(path))
+    connection = open_read_only(pathlib.Path(path))
     try:
         return _verify_range(connection, path, strict, start, stop)
     finally:
         connection.close()
-
-
-def _open_read_only(path: pathlib.Path) -> sqlite3.Connection:
-    if not path.exists():
-        raise LedgerNotFoundError(f"no ledger at {path}. Check the path or EXECAUDIT_LEDGER.")
-    if not path.is_file():
-        raise NotALedgerError(f"{path} is not a file, so it is not an otel-execaudit ledger.")
-    # The path's bytes, quoted: a file name that is not UTF-8 is still a file to open.
-    uri = "file:" + urllib.parse.quote(os.fsencode(path.absolute()))
-    connection = sqlite3.connect(uri + "?mode=ro", uri=True)
-    try:
-        identity = _identify(connection, path)
-    except sqlite3.OperationalError as error:
-        connection.close()
-        # A read-only directory without a -shm file cannot host a WAL reader; with no -wal file
-        # every committed entry is in the main file, so reading it as immutable is exact.
-        if pathlib.Path(f"{path}-wal").exists():
-            raise LedgerError(
-                f"cannot read ledger {path}: {error}. Copy it with its -wal file to a writable directory."
-            ) from error
-        connection = sqlite3.connect(uri + "?immutable=1", uri=True)
-        try:
-            identity = _identify(connection, path)
-        except sqlite3.OperationalError as error:
-            connection.close()
-            raise LedgerError(f"cannot read ledger {path}: {error}. Check its permissions.") from error
-        except BaseException:
-            connection.close()
-            raise
-    except BaseException:
-        connection.close()
-        raise
-    if identity == "empty":
-        connection.close()
-        raise NotALedgerError(f"{path} is an empty SQLite database, not an otel-execaudit ledger; "
-                              "check the path.")
-    return connection
-
-
-def _identify(connection: sqlite3.Connection, path: pathlib.Path) -> str:
-    """``ledger_identity``, except that a file whose header names it a ledger (application_id
-    "EXAU") but that SQLite cannot read is a damaged ledger, not something else."""
-    try:
-        return ledger_identity(connection, path)
-    except sqlite3.DatabaseError as error:  # a damaged page, or meta without its columns
-        # Other operational errors (permissions, locks) are no verdict on the file: the caller
-        # retries or reports that it cannot read it.
-        if isinstance(error, sqlite3.OperationalError) and error.sqlite_errorname != "SQLITE_ERROR":
-            raise
-        if _header_names_a_ledger(path):
-            raise _Damaged(_damage_reason(error)) from error
-        raise NotALedgerError(f"{path} is not an otel-execaudit ledger ({error}).") from error
-    except NotALedgerError as error:
-        if isinstance(error.__cause__, sqlite3.DatabaseError) and _header_names_a_ledger(path):
-            raise _Damaged(_damage_reason(error.__cause__)) from error
-        raise
-
-
-def _header_names_a_ledger(path: pathlib.Path) -> bool:
-    """Whether the file starts with an SQLite header carrying the ledger's application_id.
-
-    The header is informative only (docs/ledger-format.md): it decides nothing about a file
-    SQLite can read, but tells a damaged ledger (exit 1) from a foreign file (exit 2).
-    """
-    try:
-        with path.open("rb") as file:
-            header = file.read(72)
-    except OSError:
-        return False
-    return header[:16] == _SQLITE_HEADER and int.from_bytes(header[68:72], "big") == APPLICATION_ID
 
 
 def _verify_range(connection: sqlite3.Connection, path: str, strict: bool, start: int,
@@ -368,7 +263,7 @@ def _verify_range(connection: sqlite3.Connection, path: str, strict: bool, start
                                               (expected_seq,)).fetchone()
             return broken(expected_seq, f"entry {expected_seq} is missing (the next stored entry is {following})")
     except sqlite3.DatabaseError as error:
-        return broken(expected_seq, _damage_reason(error))
+        return broken(expected_seq, damage_reason(error))
     return _RangeOutcome(start, expected_seq - start,
                          previous if expected_seq > start else None, first_prev)
 

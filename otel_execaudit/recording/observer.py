@@ -21,7 +21,6 @@ into the execution or change its result)::
 
 from __future__ import annotations
 
-import random
 import threading
 from datetime import timezone
 import uuid
@@ -29,7 +28,7 @@ from typing import Any, Callable, Mapping
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Status, StatusCode
 
 from otel_execaudit.recording import semantic
 from otel_execaudit.errors import ExecutionEndedError, RecordingError, SecurityEscalationError
@@ -54,7 +53,16 @@ from otel_execaudit.recording.records import (
 from otel_execaudit.redaction import Redactor
 from otel_execaudit.runtime import get_runtime
 from otel_execaudit.recording.failure import Failure, describe_failure, printable
-from otel_execaudit.recording.spans import SpanChannel, event_limit, hex_ids, json_text, safe
+from otel_execaudit.recording.spans import (
+    SpanChannel,
+    event_limit,
+    hex_ids,
+    json_text,
+    record_error,
+    root_span,
+    safe,
+    start_span,
+)
 from otel_execaudit.recording.step_handle import StepHandle
 
 SecurityProvider = Callable[[], SecuritySnapshot]
@@ -107,7 +115,7 @@ class ExecutionObserver:
         self._pre = self._read_security()
 
         name = semantic.workflow_span_name(plan_id)
-        span = self._root_span(name, parent_context, {
+        span = root_span(self.tracer, name, parent_context, {
             semantic.OPERATION_NAME: "invoke_workflow",
             semantic.OPENINFERENCE_KIND: "CHAIN",
             semantic.EXECUTION_ID: self.execution_id,
@@ -196,7 +204,7 @@ class ExecutionObserver:
             self._ensure_open()
             clean = self.redactor.clean(dict(data))
             span_name = semantic.guard_span_name(guard)
-            span = self._start_span(span_name, (parent or self).context, {
+            span = start_span(self.tracer, span_name, (parent or self).context, {
                 semantic.OPERATION_NAME: "apply_guardrail",
                 semantic.OPENINFERENCE_KIND: "GUARDRAIL",
                 semantic.GUARD_NAME: guard,
@@ -216,7 +224,7 @@ class ExecutionObserver:
                               semantic.GUARD_MESSAGE: str(clean.get("message", ""))}
                 safe(span.set_attributes, attributes)
                 if error is not None:
-                    self._record_error(channel, describe_failure(self.redactor, error))
+                    record_error(channel, describe_failure(self.redactor, error))
             finally:
                 channel.end()
             return entry
@@ -306,7 +314,7 @@ class ExecutionObserver:
         self._next_index = max(self._next_index, index + 1)
         name = self.redactor.bound_name(printable(name))  # a name is bounded like any value
         span_name = semantic.tool_span_name(name)
-        span = self._start_span(span_name, (parent or self).context, {
+        span = start_span(self.tracer, span_name, (parent or self).context, {
             semantic.OPERATION_NAME: "execute_tool",
             semantic.OPENINFERENCE_KIND: "TOOL",
             semantic.TOOL_NAME: name,
@@ -525,61 +533,21 @@ class ExecutionObserver:
         if self.mode is ExecutionMode.LIVE:
             self.ledger.sync()
 
-    def _root_span(self, name: str, parent: otel_context.Context | None,
-                   attributes: dict[str, Any]) -> Span:
-        span = self._start_span(name, parent, attributes)
-        if span.get_span_context().is_valid:
-            return span
-        # Telemetry is off (a no-op tracer): the execution still gets ids of its own, so that
-        # ledger entries, terminal events and downstream calls correlate the same way.
-        return trace.NonRecordingSpan(trace.SpanContext(
-            trace_id=random.getrandbits(128) or 1, span_id=random.getrandbits(64) or 1,
-            is_remote=False))
-
-    def _start_span(self, name: str, parent: otel_context.Context | None,
-                    attributes: dict[str, Any]) -> Span:
-        try:
-            span = self.tracer.start_span(name, context=parent, attributes=attributes)
-        except Exception:
-            return trace.INVALID_SPAN
-        if span.is_recording():
-            return span
-        # Without an SDK the no-op tracer hands back the parent span itself: a span of our own
-        # (same trace, new id) keeps every step's ledger entries apart from its parent's.
-        parent_ids = trace.get_current_span(parent).get_span_context()
-        if parent_ids.is_valid and span.get_span_context() == parent_ids:
-            return trace.NonRecordingSpan(trace.SpanContext(
-                trace_id=parent_ids.trace_id, span_id=random.getrandbits(64) or 1,
-                is_remote=False))
-        return span
-
     def _close_step_span(self, handle: StepHandle, event_type: StepEventType,
                          failure: Failure | None) -> None:
         if event_type is not StepEventType.COMPLETED:
             safe(handle.span.set_attribute, semantic.STATUS, event_type.value)
         if event_type is StepEventType.FAILED and failure is not None:
-            self._record_error(handle.channel, failure)
+            record_error(handle.channel, failure)
         handle.channel.end()
 
     def _close_root(self, status: ExecutionStatus, failure: Failure | None, text: str) -> None:
         if status in (ExecutionStatus.FAILED, ExecutionStatus.COMPLETED_PARTIAL) and failure:
-            self._record_error(self.root, failure)
+            record_error(self.root, failure)
         elif status in (ExecutionStatus.FAILED, ExecutionStatus.INCOMPLETE):
             safe(self.root.span.set_status, Status(StatusCode.ERROR, text))
         self.root.end()
 
     def _close_span_with_error(self, channel: SpanChannel, error: BaseException) -> None:
-        self._record_error(channel, describe_failure(self.redactor, error))
+        record_error(channel, describe_failure(self.redactor, error))
         channel.end()
-
-    @staticmethod
-    def _record_error(channel: SpanChannel, failure: Failure) -> None:
-        """One ``exception`` event and status ERROR, with the redacted message and stack."""
-        attributes = {"exception.type": failure.error_type,
-                      "exception.message": failure.message, "exception.escaped": True}
-        if failure.traceback:
-            attributes["exception.stacktrace"] = failure.traceback
-        channel.add_event(semantic.EVENT_EXCEPTION, attributes, reserved=True)
-        safe(channel.span.set_attribute, semantic.ERROR_TYPE, failure.error_type)
-        safe(channel.span.set_status,
-             Status(StatusCode.ERROR, f"{failure.error_type}: {failure.message}"))

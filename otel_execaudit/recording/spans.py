@@ -9,12 +9,17 @@ events to the SDK's per-span limit.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Mapping
+import random
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Span
+from opentelemetry.trace import Span, Status, StatusCode
 
 from otel_execaudit.recording import semantic
+
+if TYPE_CHECKING:
+    from otel_execaudit.recording.failure import Failure
 
 _RESERVED_EVENTS = 2  # room kept on a span for its exception event and final step event
 
@@ -98,3 +103,46 @@ def safe(function: Callable[..., Any], *arguments: Any) -> None:
 
 def json_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def start_span(tracer: trace.Tracer, name: str, parent: otel_context.Context | None,
+               attributes: dict[str, Any]) -> Span:
+    """A span of its own, never raising. Without an SDK the no-op tracer hands back the parent
+    span itself: a span of our own (same trace, new id) keeps every step's ledger entries apart
+    from its parent's."""
+    try:
+        span = tracer.start_span(name, context=parent, attributes=attributes)
+    except Exception:
+        return trace.INVALID_SPAN
+    if span.is_recording():
+        return span
+    parent_ids = trace.get_current_span(parent).get_span_context()
+    if parent_ids.is_valid and span.get_span_context() == parent_ids:
+        return trace.NonRecordingSpan(trace.SpanContext(
+            trace_id=parent_ids.trace_id, span_id=random.getrandbits(64) or 1, is_remote=False))
+    return span
+
+
+def root_span(tracer: trace.Tracer, name: str, parent: otel_context.Context | None,
+              attributes: dict[str, Any]) -> Span:
+    """An execution's root span. With telemetry off (a no-op tracer) the execution still gets
+    ids of its own, so that ledger entries, terminal events and downstream calls correlate the
+    same way."""
+    span = start_span(tracer, name, parent, attributes)
+    if span.get_span_context().is_valid:
+        return span
+    return trace.NonRecordingSpan(trace.SpanContext(
+        trace_id=random.getrandbits(128) or 1, span_id=random.getrandbits(64) or 1,
+        is_remote=False))
+
+
+def record_error(channel: SpanChannel, failure: Failure) -> None:
+    """One ``exception`` event and status ERROR, with the redacted message and stack."""
+    attributes = {"exception.type": failure.error_type,
+                  "exception.message": failure.message, "exception.escaped": True}
+    if failure.traceback:
+        attributes["exception.stacktrace"] = failure.traceback
+    channel.add_event(semantic.EVENT_EXCEPTION, attributes, reserved=True)
+    safe(channel.span.set_attribute, semantic.ERROR_TYPE, failure.error_type)
+    safe(channel.span.set_status,
+         Status(StatusCode.ERROR, f"{failure.error_type}: {failure.message}"))
