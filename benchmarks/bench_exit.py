@@ -68,7 +68,7 @@ PLAIN_SCRIPT = WORK + textwrap.dedent(
 OURS_SCRIPT = WORK + textwrap.dedent(
     """
     import sys
-    from otel_execaudit.telemetry.pipeline import build_telemetry
+    from otel_execaudit.telemetry.build import build_telemetry
     protocol, endpoint = sys.argv[1], sys.argv[2]
     telemetry = build_telemetry(service_name="bench", protocol=protocol, endpoint=endpoint)
     work(telemetry.tracer)

@@ -23,7 +23,8 @@ from opentelemetry import trace
 
 from otel_execaudit.ledger.store import Durability, Ledger, default_ledger_path
 from otel_execaudit.redaction import Limits, Redactor
-from otel_execaudit.telemetry.pipeline import Telemetry, build_telemetry
+from otel_execaudit.telemetry.pipeline import Telemetry
+from otel_execaudit.telemetry.build import build_telemetry
 
 TRACER_NAME = "otel_execaudit"
 

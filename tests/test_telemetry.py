@@ -26,7 +26,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from otel_execaudit.errors import ConfigurationError
 
 from .peers import BROKEN_PEERS, grpc_peer, hanging_peer, http_peer, refused_port
-from otel_execaudit.telemetry.pipeline import ExportStats, FailSafeSpanExporter, Telemetry, build_telemetry
+from otel_execaudit.telemetry.pipeline import ExportStats, FailSafeSpanExporter, Telemetry
+from otel_execaudit.telemetry.build import build_telemetry
 
 SCRIPTS = Path(__file__).parent / "telemetry_scripts"
 PROTOCOLS = ["grpc", "http/protobuf"]
@@ -372,7 +373,7 @@ def test_set_global_replaces_the_global_provider() -> None:
     # A fresh interpreter: the API allows setting the global provider once per process.
     script = (
         "from opentelemetry import trace\n"
-        "from otel_execaudit.telemetry.pipeline import build_telemetry\n"
+        "from otel_execaudit.telemetry.build import build_telemetry\n"
         "telemetry = build_telemetry(exporter='none', set_global=True)\n"
         "assert trace.get_tracer_provider() is telemetry.tracer_provider\n"
         "print('replaced')\n"

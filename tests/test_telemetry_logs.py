@@ -27,7 +27,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import otel_execaudit
 from otel_execaudit.errors import ConfigurationError
-from otel_execaudit.telemetry.pipeline import LogExportStats, build_telemetry, emit_event
+from otel_execaudit.telemetry.pipeline import LogExportStats, emit_event
+from otel_execaudit.telemetry.build import build_telemetry
 
 from .peers import http_peer
 
@@ -194,7 +195,7 @@ def test_a_script_with_events_for_a_hanging_collector_exits_within_the_deadline(
     deadline = 1.0
     script = (
         "import sys\n"
-        "from otel_execaudit.telemetry.pipeline import build_telemetry\n"
+        "from otel_execaudit.telemetry.build import build_telemetry\n"
         "telemetry = build_telemetry(protocol=sys.argv[1], endpoint=sys.argv[2], deadline=float(sys.argv[3]))\n"
         "with telemetry.tracer.start_as_current_span('invoke_workflow exit-test'):\n"
         "    for index in range(20):\n"

@@ -1,12 +1,14 @@
 """Telemetry: a tracer and a logger whose export can never hold up, crash, or outlive the
 application, and the package's own log lines.
 
-``pipeline`` (``build_telemetry``: providers, processors, one deadline), ``exporting`` (the
+``build`` (``build_telemetry``: providers, processors, exporters), ``pipeline``
+(``Telemetry``: flush and shutdown under one deadline, events), ``exporting`` (the
 fail-safe, bounded exporters), ``exporters`` (which exporter is built, from arguments and the
 ``OTEL_*`` variables), ``logs`` (the package's log lines).
 """
 
 from otel_execaudit.telemetry.logs import get_logger, set_level
-from otel_execaudit.telemetry.pipeline import Telemetry, build_telemetry
+from otel_execaudit.telemetry.pipeline import Telemetry
+from otel_execaudit.telemetry.build import build_telemetry
 
 __all__ = ["Telemetry", "build_telemetry", "get_logger", "set_level"]

@@ -12,7 +12,7 @@ import sys
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from otel_execaudit.telemetry.pipeline import build_telemetry
+from otel_execaudit.telemetry.build import build_telemetry
 
 protocol, endpoint, deadline = sys.argv[1], sys.argv[2], float(sys.argv[3])
 provider_kind = sys.argv[4] if len(sys.argv) > 4 else "private"
