@@ -19,7 +19,7 @@ into a local append-only hash-chained ledger that anyone can verify offline::
 Plans that act run through the guarded ``Executor``: DRY_RUN unless LIVE is asked for and
 acknowledged, every guard run and reported, any deny blocking before a single side effect.
 
-Read on in the subpackages, in the direction data flows: ``execution`` (the guarded executor,
+Read on in the subpackages, in the direction data flows: ``executor`` (the guarded executor,
 loaded when first used), ``recording`` (context managers, decorators, the recorder and its
 records), ``ledger`` (the hash chain and ``verify``), ``telemetry`` (fail-safe export),
 ``inspection`` (reading what happened), ``cli`` (the ``execaudit`` command), ``demo``; and the
@@ -124,7 +124,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    return sorted(set(globals()) | set(__all__))  # the lazy names too
 
 
 __all__ = [

@@ -433,7 +433,7 @@ def test_the_spec_sample_verifier_agrees_with_verify(tmp_path):
 # A damaged file is reported like tampering (exit 1, a report, JSON with --json), never with a
 # traceback; exit 2 stays for a path that is missing or is not a ledger at all.
 
-PAGE = 16384  # the page size of a new ledger (ledger_file._initialise)
+PAGE = 16384  # the page size of a new ledger (ledger/file.py, _initialise)
 
 
 def _corrupt_page_holding(marker):

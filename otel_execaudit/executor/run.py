@@ -3,7 +3,7 @@
 Preflight (every guard; any deny blocks before a single side effect), then for each step:
 start it, declare its effects, simulate it (DRY_RUN) or check the guards again, consume its
 limits atomically and call its adapter (LIVE), record what it did and end its path with exactly
-one terminal event. ``Executor`` builds a ``PlanRun`` per run; ``acting.FunctionRun`` is the
+one terminal event. ``Executor`` builds a ``PlanRun`` per run; ``function_run.FunctionRun`` is the
 same life cycle for a code-first plan.
 """
 

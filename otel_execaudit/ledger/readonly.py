@@ -17,7 +17,7 @@ from otel_execaudit.ledger.file import APPLICATION, APPLICATION_ID, FORMAT_VERSI
 __all__ = ["COUNT_INDEXED", "Damaged", "INDEX", "damage_reason", "file_problem",
            "open_read_only"]
 
-# The file around the chain, as ledger_file.SCHEMA creates it: meta's rows, and for each column
+# The file around the chain, as file.SCHEMA creates it: meta's rows, and for each column
 # of entries its declared type, NOT NULL and primary-key flags (seq: the INTEGER PRIMARY KEY).
 _META_ROWS = [("application", APPLICATION), ("format", str(FORMAT_VERSION))]
 _ENTRY_COLUMNS = {"seq": ("INTEGER", 0, 1), "hash": ("TEXT", 1, 0), "body": ("BLOB", 1, 0),
