@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from otel_execaudit.errors import ConfigurationError, PlanError
-from otel_execaudit.executor.plans import DeclaredEffect, Plan, PlanStep, RollbackHint, load_plan
+from otel_execaudit.executor.plans import Plan, PlanStep, RollbackHint, load_plan
+from otel_execaudit.recording import DeclaredEffect
 from otel_execaudit.recording.records import SideEffectCategory
 
 PLAN = {

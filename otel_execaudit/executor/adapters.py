@@ -30,7 +30,7 @@ from importlib import metadata
 from typing import Any, Callable, Iterable, Mapping
 
 from otel_execaudit.errors import AdapterError, PlanError
-from otel_execaudit.executor.plans import DeclaredEffect, amounts, declared_effects
+from otel_execaudit.recording import DeclaredEffect, amounts, declared_effects
 from otel_execaudit.recording.records import ExecutionMode, SideEffectCategory, frozen
 
 __all__ = ["ActionContext", "ActionOutcome", "Adapter", "AdapterRegistry", "adapter",

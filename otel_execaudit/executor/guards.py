@@ -26,7 +26,7 @@ from otel_execaudit.errors import ConfigurationError
 from otel_execaudit.executor.limits import exceeded
 from otel_execaudit.recording import printable
 from otel_execaudit.executor.plans import Plan, PlanStep
-from otel_execaudit.recording.records import ExecutionMode, frozen, thawed
+from otel_execaudit.recording.records import ExecutionMode, escaped_text, frozen, thawed
 
 __all__ = ["AcknowledgementGuard", "ExecutionGuard", "ExecutionLimitsGuard", "Guard",
            "GuardContext", "PlanPinGuard", "Severity", "TenantContextGuard",
@@ -97,7 +97,7 @@ class GuardContext:
         """Whose counters: the tenant's (a strategy selects the maxima, not the counters, so
         that switching strategies cannot reset a tenant's day). Always valid text, whatever
         the client id holds (TenantContext refuses what is not a positive integer)."""
-        return "client:" + str(self.client_id).encode("utf-8", "backslashreplace").decode()
+        return "client:" + escaped_text(str(self.client_id))
 
     def acting(self) -> bool:
         """Whether the step about to act (or, before the first, any step of the plan) acts

@@ -42,10 +42,9 @@ from otel_execaudit.recording.declarations import (
     refuse_unknown,
     shown,
 )
-from otel_execaudit.recording.records import frozen, thawed
+from otel_execaudit.recording.records import escaped_text, frozen, thawed
 
-__all__ = ["DeclaredEffect", "Plan", "PlanStep", "RollbackHint", "amounts", "declared_effects",
-           "load_plan"]
+__all__ = ["Plan", "PlanStep", "RollbackHint", "load_plan"]
 
 DEFAULT_CONSUMPTION = {"actions": 1}  # what a step that acts counts against limits unless told
 ACTION_TYPE = re.compile(r"[A-Za-z0-9_.:/-]{1,128}")  # an identifier, as terminal events carry it
@@ -379,7 +378,7 @@ def _check_json(value: Any, where: str, budget: list[int], depth: int = 0) -> No
                                 "quote it.")
             # Any text, lone surrogates included (a file name from os.fsdecode): the adapter
             # gets it exactly, the ledger a valid copy marked where it was replaced.
-            _check_json(item, f"{where}.{_printable_key(key)}", budget, depth + 1)
+            _check_json(item, f"{where}.{escaped_text(key)}", budget, depth + 1)
         return
     if isinstance(value, (list, tuple)):
         for position, item in enumerate(value):
@@ -387,11 +386,6 @@ def _check_json(value: Any, where: str, budget: list[int], depth: int = 0) -> No
         return
     raise PlanError(f"{where} is a {type(value).__name__}, not a JSON value; write it as a "
                     "string (for example a date as \"2026-11-22\").")
-
-
-def _printable_key(key: str) -> str:
-    """A params key as an error message can name it, whatever text it holds."""
-    return key.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _refuse_repeated(what: str, values: list[str], where: str) -> None:

@@ -112,8 +112,7 @@ class PlanRun:
             adapter = self.adapters.get(step.action_type)
             read_only = adapter is not None and adapter.read_only
             if adapter is None or not (adapter.side_effects or adapter.consumes is not None):
-                steps.append(step if step.read_only is read_only
-                             else replace(step, read_only=read_only))
+                steps.append(replace(step, read_only=read_only))
                 continue
             effects = step.side_effects + tuple(effect for effect in adapter.side_effects
                                                 if effect not in step.side_effects)
