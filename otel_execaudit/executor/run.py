@@ -4,12 +4,12 @@ Preflight (every guard; any deny blocks before a single side effect), then for e
 start it, declare its effects, simulate it (DRY_RUN) or check the guards again, consume its
 limits atomically and call its adapter (LIVE), record what it did and end its path with exactly
 one terminal event. ``Executor`` builds a ``PlanRun`` per run; ``function_run.FunctionRun`` is the
-same life cycle for a code-first plan.
+same life cycle for a code-first plan. Its limit keeping is ``usage.UsageKeeping``, and how its
+paths end (their records and terminal events) ``endings.PathEndings``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -25,27 +25,27 @@ from otel_execaudit.executor.adapters import (
     error_code,
 )
 from otel_execaudit.errors import PlanError, SecurityEscalationError
+from otel_execaudit.executor.endings import PathEndings
 from otel_execaudit.executor.evaluation import evaluate
 from otel_execaudit.executor.guards import (
     ExecutionGuard,
-    ExecutionLimitsGuard,
     Guard,
     GuardContext,
     PlanPinGuard,
 )
 from otel_execaudit.recording.instrument import execution
-from otel_execaudit.executor.limits import Consumption, LimitCounters
+from otel_execaudit.executor.limits import LimitCounters
 from otel_execaudit.recording import (
     ExecutionObserver,
     StepHandle,
-    describe_failure,
     is_cancellation,
     printable,
 )
-from otel_execaudit.executor.pinning import exact_bytes, plan_hash
+from otel_execaudit.executor.pinning import plan_hash
 from otel_execaudit.executor.plans import Plan, PlanStep
-from otel_execaudit.recording.records import ExecutionMode, SideEffect, thawed, timestamp_now
+from otel_execaudit.recording.records import ExecutionMode, SideEffect
 from otel_execaudit.executor.results import ActionRecord, ExecutionResult, ResultStatus
+from otel_execaudit.executor.usage import UsageKeeping
 from otel_execaudit.runtime import get_runtime
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 __all__ = ["PlanRun"]
 
 
-class PlanRun:
+class PlanRun(UsageKeeping, PathEndings):
     """One run of one plan: the state its steps share, and the steps' life cycle."""
 
     def __init__(self, executor: Executor, plan: Plan, mode: ExecutionMode, client_id: Any,
@@ -168,17 +168,9 @@ class PlanRun:
             self._end_paths(planned, terminal.GUARD_DENIED)
         return allowed
 
-    def _end_paths(self, steps: Iterable[PlanStep], code: str) -> None:
-        for step in steps:
-            self._emit(step, self._adapter_name(step), code)
-
     def _preflight(self) -> bool:
         """Every guard, before anything runs; False (and BLOCKED) if any denies."""
-        keys = {step.name: self._key(index, step) for index, step in enumerate(self.plan.steps)
-                if step.consumption}
-        consumed = self.counters.consumed(keys.values(), self.context.scope)
-        self.context = replace(self.context, replayed=frozenset(
-            name for name, key in keys.items() if key in consumed))
+        self.context = replace(self.context, replayed=self._replayed(self.plan.steps))
         self.verdicts = self._check_guards(self.context, "preflight", None)
         denied = [verdict for verdict in self.verdicts if verdict.decision == "deny"]
         if denied:
@@ -260,23 +252,13 @@ class PlanRun:
                 description = f"{description} (simulator raised {type(error).__name__})"
         return description
 
-    def record_simulated(self, index: int, step: PlanStep, adapter: str | None,
-                         description: str) -> None:
-        self.actions.append(self._action(index, step, adapter, "SIMULATED", "success",
-                                         f"would {description}",
-                                         "Simulated successfully (nothing was performed)"))
-        self._emit(step, adapter, None)
-
     def _recheck(self, handle: StepHandle, index: int, step: PlanStep, adapter: str,
                  key: str | None = None, content: str | None = None) -> bool:
         """Just before a LIVE action: every guard again, then the limits consumed atomically
         under ``key`` (the step's idempotency key by default) for the action ``content``
         digests (the step's own by default)."""
         key = key or self._key(index, step)
-        context = replace(self.context, step=step)
-        if step.consumption and step.name not in context.replayed \
-                and key in self.counters.consumed([key], context.scope):
-            context = replace(context, replayed=context.replayed | {step.name})
+        context = self._replaying(replace(self.context, step=step), step, key)
         verdicts = self._check_guards(context, "recheck", handle)
         self.verdicts.extend(verdict for verdict in verdicts if verdict.decision != "allow")
         denied = [verdict.name for verdict in verdicts if verdict.decision == "deny"]
@@ -295,57 +277,6 @@ class PlanRun:
         self.status, self.error = ResultStatus.BLOCKED, reason
         self._emit(step, adapter, terminal.GUARD_DENIED)
         return False
-
-    def _consume(self, handle: StepHandle, index: int, step: PlanStep,
-                 context: GuardContext, key: str, content: str) -> Consumption | None:
-        amounts = step.consumption
-        if not amounts:
-            return None
-        maxima: dict[str, float] = {}
-        for guard in self.guards:  # several limit guards: the strictest maximum of each counter
-            if isinstance(guard, ExecutionLimitsGuard):
-                for name, maximum in guard.maxima(context).items():
-                    maxima[name] = min(maximum, maxima.get(name, maximum))
-        observer = self.observer
-        assert observer is not None
-        return self.counters.consume(key, context.scope, amounts, maxima,
-                                     self._limits_entry("limits.consumed", handle, index),
-                                     content=content, acting=step.acts)
-
-    def _limits_entry(self, kind: str, handle: StepHandle,
-                      index: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
-        observer = self.observer
-        assert observer is not None
-        return lambda data: {
-            "kind": kind, "ts": timestamp_now(), "execution_id": observer.execution_id,
-            "plan_id": observer.plan_id, "trace_id": handle.trace_id,
-            "span_id": handle.span_id, "data": {"step_index": index, **data}}
-
-    def _content(self, step: PlanStep, **more: Any) -> str:
-        """What a replay must repeat to be one: the plan, the action, its exact params (not
-        as recorded: two actions that differ only in a redacted or cut value are two) and
-        amounts, and ``more``. A digest: the values themselves are never stored."""
-        return hashlib.sha256(exact_bytes({
-            "plan_id": self.plan.plan_id, "action_type": step.action_type,
-            "params": thawed(step.params), "amounts": dict(step.consumption),
-            **more})).hexdigest()
-
-    def _record_usage(self, handle: StepHandle, index: int, step: PlanStep, number: int,
-                      amounts: Mapping[str, float]) -> None:
-        """What an action reports it used (``ActionContext.add_usage``): counted in LIVE,
-        keyed so that a replay replaces its earlier report; in DRY_RUN only noted."""
-        if self.mode is not ExecutionMode.LIVE:
-            handle.event("usage.not_counted", {"would_add": dict(amounts),
-                                               "reason": "DRY_RUN counts nothing"})
-            return
-        self.counters.record(f"{self._key(index, step)}#usage:{number}", self.context.scope,
-                             amounts, self._limits_entry("limits.recorded", handle, index))
-
-    def _key(self, index: int, step: PlanStep) -> str:
-        """What makes a consumption a replay: the step's own key, else execution and index."""
-        observer = self.observer
-        assert observer is not None
-        return step.idempotency_key or f"{observer.execution_id}:{index}"
 
     def _perform(self, handle: StepHandle, index: int, step: PlanStep, adapter: Adapter,
                  context: ActionContext, kind: str, observed: list[SideEffect]) -> None:
@@ -434,60 +365,3 @@ class PlanRun:
             record_event=lambda name, details: handle.event(name, details),
             record_usage=lambda amounts: self._record_usage(handle, index, step,
                                                             next(reports), amounts))
-
-    def _fail(self, handle: StepHandle, index: int, step: PlanStep, adapter: str | None,
-              kind: str, code: str, error: BaseException | str,
-              details: Mapping[str, Any] | None = None,
-              violations: list[str] | None = None) -> None:
-        handle.fail(error, {"error_code": code, **(details or {})})
-        failure = describe_failure(self.redactor, error)  # as the ledger has it
-        message = (failure.message if isinstance(error, str)
-                   else f"{failure.error_type}: {failure.message}")
-        self.actions.append(self._action(index, step, adapter, kind, "failed", step.describe(),
-                                         message, details or {}, code, violations or []))
-        self.status, self.error = ResultStatus.FAILED, f"step {step.name!r} failed: {message}"
-        if isinstance(error, BaseException):
-            self.cause = error
-        self._emit(step, adapter, code)
-
-    def _action(self, index: int, step: PlanStep, adapter: str | None, kind: str, status: str,
-                description: str, result: str, details: Mapping[str, Any] | None = None,
-                code: str | None = None, violations: Iterable[str] = (),
-                reason: str | None = None) -> ActionRecord:
-        clean = self.redactor.clean_text
-        if reason is None:  # why the step was simulated, or performed
-            reason = step.why
-        return ActionRecord(
-            step_index=index, step=step.name, action_type=step.action_type, adapter=adapter,
-            type=kind, status=status, description=clean(description), result=clean(result),
-            details=self.redactor.clean(dict(details or {})), error_code=code,
-            violations=tuple(clean(text) for text in violations),
-            rollback=self.redactor.clean(step.rollback.to_dict()) if step.rollback else None,
-            reason=clean(reason))
-
-    def _not_run(self, index: int, step: PlanStep, status: str, why: str,
-                 adapter: str | None = None) -> ActionRecord:
-        """A step that never ran: ``status`` blocked (a guard stopped it) or skipped (an
-        earlier step stopped the run), and ``why``."""
-        return self._action(index, step, adapter or self._adapter_name(step), "NOT_RUN",
-                            status, step.describe(), "not run", reason=why)
-
-    def _emit(self, step: PlanStep, adapter: str | None, code: str | None) -> None:
-        self._emitted = True
-        observer = self.observer
-        trace_id = observer.trace_id if observer else None
-        if code is None:
-            event = terminal.TerminalEvent.success(trace_id, step.action_type, adapter,
-                                                   product=self.executor.product)
-        else:
-            event = terminal.TerminalEvent.failed(trace_id, step.action_type, adapter, code,
-                                                  product=self.executor.product)
-        record = None
-        if observer is not None:  # after the recorder ended the run, in the ledger only
-            record = (observer.record_after_end if observer.ended else
-                      lambda kind, data: observer.record(kind, data, event=terminal.EVENT_NAME))
-        terminal.emit(event, record=record, telemetry=get_runtime().telemetry)
-
-    def _adapter_name(self, step: PlanStep) -> str | None:
-        adapter = self.adapters.get(step.action_type)
-        return adapter.name if adapter is not None else None
