@@ -15,28 +15,19 @@ Every entry names the hash of the one before it, so any change to the file shows
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
-import enum
 import os
 import pathlib
 import sqlite3
-import sys
-import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import orjson
 
-from otel_execaudit.ledger.canonical import (
-    GENESIS_PREV,
-    CanonicalizationError,
-    canonical_entry_bytes,
-    leaf_hash_hex,
-)
 from otel_execaudit.errors import LedgerWriteError
+from otel_execaudit.ledger.canonical import CanonicalizationError, canonical_entry_bytes, leaf_hash_hex
+from otel_execaudit.ledger.commit import GROUP_SIZE_CAP, SYNCHRONOUS, Durability, GroupCommit
 from otel_execaudit.ledger.file import (
     FORMAT_VERSION,
     open_connection,
@@ -47,26 +38,7 @@ from otel_execaudit.ledger.file import (
 
 __all__ = ["Durability", "Ledger", "LedgerEntry", "default_ledger_path", "FORMAT_VERSION"]
 
-GROUP_SIZE_CAP = 1024  # bounds the work lost to a crash and the time other writers wait
 _READ_CHUNK = 1024
-
-_INSERT = "INSERT INTO entries (seq, hash, body, execution_id, kind) VALUES (?, ?, ?, ?, ?)"
-_TAIL = "SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1"
-
-
-class Durability(str, enum.Enum):
-    """How hard ``append`` works to survive a crash (see docs/ledger-format.md, "Durability").
-
-    >>> Durability("full") is Durability.FULL
-    True
-    """
-
-    FULL = "full"  # committed and fsynced before append returns
-    BATCH = "batch"  # group commit within batch_delay; survives process crashes once committed
-    OFF = "off"  # group commit, no fsync; an OS crash or power cut may lose recent groups
-
-
-_SYNCHRONOUS = {Durability.FULL: "FULL", Durability.BATCH: "NORMAL", Durability.OFF: "OFF"}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -98,7 +70,7 @@ def default_ledger_path() -> pathlib.Path:
     return pathlib.Path.cwd() / ".execaudit" / "ledger.db"
 
 
-class Ledger:
+class Ledger(GroupCommit):
     """An open ledger file; thread-safe, and several processes may append to one file.
 
     >>> import tempfile, pathlib
@@ -124,7 +96,7 @@ class Ledger:
         self._reset_process_state()
         with self._lock:
             self._usable_inserter()
-        _OPEN_LEDGERS.add(self)
+        self._follow_fork_and_exit()
 
     def __repr__(self) -> str:
         return f"Ledger({str(self.path)!r}, durability={self.durability.value!r})"
@@ -317,79 +289,7 @@ class Ledger:
                 f"{self.lock_timeout:g} s (is the interpreter exiting?). Nothing was "
                 f"{'appended' if purpose == 'write' else 'changed'}.")
 
-    # -- groups ---------------------------------------------------------------------------------
-
-    def _begin_group(self, connection: sqlite3.Connection) -> None:
-        # BEGIN IMMEDIATE takes the file's write lock now, so the tail read below cannot go stale:
-        # this is what makes appends from several processes one chain.
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            row = connection.execute(_TAIL).fetchone()
-        except sqlite3.Error as error:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise write_error(self.path, error, self.lock_timeout) from error
-        self._tail_seq, self._tail_hash = row if row is not None else (-1, GENESIS_PREV)
-        self._in_group = True
-        self._group_first_seq = self._tail_seq + 1
-        self._group_size = 0
-        self._deadline = time.monotonic() + self.batch_delay
-        if self.durability is not Durability.FULL:
-            self._wake_committer()
-
-    def _commit_group(self, connection: sqlite3.Connection, *, last_is_current: bool = False) -> None:
-        """Commit the open group; ``last_is_current``: its last entry is the append in progress."""
-        self._in_group = False
-        try:
-            self._flush_pending(connection)
-            connection.execute("COMMIT")
-        except sqlite3.Error as error:
-            self._pending.clear()
-            rollback_quietly(connection)
-            acknowledged_last = self._tail_seq - 1 if last_is_current else self._tail_seq
-            raise write_error(
-                self.path, error, self.lock_timeout, self._lost_range(acknowledged_last), refused=last_is_current
-            ) from error
-
-    def _flush_pending(self, connection: sqlite3.Connection) -> None:
-        """Insert the rows appended since the last flush (inside the open group)."""
-        if self._pending:
-            connection.executemany(_INSERT, self._pending)
-            self._pending.clear()
-
-    def _lost_range(self, last_seq: int) -> tuple[int, int] | None:
-        return (self._group_first_seq, last_seq) if last_seq >= self._group_first_seq else None
-
-    def _raise_failure(self) -> None:
-        failure, self._failure = self._failure, None
-        raise failure
-
-    # -- background committer -------------------------------------------------------------------
-
-    def _wake_committer(self) -> None:
-        if self._committer is None:
-            self._committer = threading.Thread(
-                target=_run_committer, args=(self,), name="execaudit-ledger-commit", daemon=True
-            )
-            self._committer.start()
-        self._wake.notify()
-
     # -- connection life cycle ------------------------------------------------------------------
-
-    def _reset_process_state(self) -> None:
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self._connection: sqlite3.Connection | None = None
-        self._inserter: sqlite3.Cursor | None = None  # reused: a new cursor per append costs 0.5 µs
-        self._committer: threading.Thread | None = None
-        self._failure: LedgerWriteError | None = None
-        self._pending: list[tuple[int, str, bytes, str, str]] = []
-        self._in_group = False
-        self._group_first_seq = 0
-        self._group_size = 0
-        self._deadline = 0.0
-        self._tail_seq = -1
-        self._tail_hash = GENESIS_PREV
 
     def _usable_inserter(self) -> sqlite3.Cursor:
         if self._closed:
@@ -400,93 +300,4 @@ class Ledger:
         return self._inserter
 
     def _open(self) -> sqlite3.Connection:
-        return open_connection(self.path, self.lock_timeout, _SYNCHRONOUS[self.durability])
-
-    def _close(self, lock_timeout: float) -> None:
-        if not self._lock.acquire(timeout=lock_timeout):
-            return  # another thread is stuck inside SQLite; exiting must not hang on it
-        try:
-            if self._closed:
-                return
-            self._closed = True
-            self._wake.notify_all()
-            failure = self._commit_and_close()
-            if failure is not None:
-                raise failure
-            if self._failure is not None:
-                self._raise_failure()
-        finally:
-            self._lock.release()
-            _OPEN_LEDGERS.discard(self)
-
-    def _detach_before_fork(self) -> None:
-        """Commit and close before fork(): SQLite's in-process lock state must not be inherited."""
-        self._lock.acquire()
-        self._failure = self._commit_and_close() or self._failure
-
-    def _commit_and_close(self) -> LedgerWriteError | None:
-        """Commit the open group and close the connection; return the commit's failure."""
-        connection, self._connection, self._inserter = self._connection, None, None
-        if connection is None:
-            return None
-        try:
-            if self._in_group:
-                self._commit_group(connection)
-        except LedgerWriteError as error:
-            return error
-        finally:
-            connection.close()
-        return None
-
-
-def _run_committer(ledger: Ledger) -> None:
-    """Commit each group at most batch_delay after it began; ends when the ledger closes."""
-    wake = ledger._wake
-    with wake:
-        while not ledger._closed and ledger._committer is threading.current_thread():
-            if not ledger._in_group:
-                wake.wait()
-                continue
-            remaining = ledger._deadline - time.monotonic()
-            if remaining > 0:
-                wake.wait(remaining)
-                continue
-            try:
-                ledger._commit_group(ledger._connection)
-            except LedgerWriteError as error:
-                ledger._failure = error  # surfaces on the next append, sync or close
-
-
-_OPEN_LEDGERS: weakref.WeakSet[Ledger] = weakref.WeakSet()
-
-
-def _before_fork() -> None:
-    for ledger in list(_OPEN_LEDGERS):
-        ledger._detach_before_fork()
-
-
-def _after_fork_in_parent() -> None:
-    for ledger in list(_OPEN_LEDGERS):
-        if ledger._lock.locked():
-            ledger._lock.release()
-
-
-def _after_fork_in_child() -> None:
-    for ledger in list(_OPEN_LEDGERS):
-        failure = ledger._failure
-        ledger._reset_process_state()  # the parent's threads and locks do not exist here
-        ledger._failure = failure
-
-
-def _close_all_at_exit() -> None:
-    for ledger in list(_OPEN_LEDGERS):
-        try:
-            ledger._close(lock_timeout=ledger.lock_timeout)
-        except LedgerWriteError as error:
-            print(f"otel_execaudit: {error}", file=sys.stderr)
-
-
-os.register_at_fork(
-    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
-)
-atexit.register(_close_all_at_exit)
+        return open_connection(self.path, self.lock_timeout, SYNCHRONOUS[self.durability])
