@@ -59,3 +59,19 @@ class AdapterError(ConfigurationError):
 
 class GuardDeniedError(ExecAuditError):
     """A guard denied an action just before it would have run; nothing was performed."""
+
+
+class UnknownExecutionError(ExecAuditError, LookupError):
+    """No execution in the ledger has that id (or the ledger holds none yet)."""
+
+
+class AmbiguousExecutionError(UnknownExecutionError):
+    """An id prefix names several executions; ``candidates`` lists (some of) them."""
+
+    def __init__(self, message: str, candidates: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.candidates = candidates
+
+
+class RollbackNotPossibleError(ExecAuditError):
+    """A manual rollback was to be confirmed for an execution whose rollback is not possible."""

@@ -137,6 +137,16 @@ def get_runtime() -> Runtime:
         return _runtime
 
 
+def configured_ledger_path() -> Path:
+    """The ledger this process records into, committed so that a reader sees all of it: the
+    configured runtime's, else the default path (nothing is opened for it)."""
+    runtime = _runtime
+    if runtime is None:
+        return default_ledger_path()
+    runtime.ledger.sync()
+    return runtime.ledger.path
+
+
 def shutdown(timeout: float | None = None) -> None:
     """Flush and close what ``configure()`` (or first use) opened. Safe to call twice."""
     global _runtime

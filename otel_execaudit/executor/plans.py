@@ -36,6 +36,7 @@ import yaml
 from otel_execaudit.errors import PlanError
 from otel_execaudit.recording.declarations import (
     DeclaredEffect,
+    RollbackHint,
     amounts,
     checked_text,
     declared_effects,
@@ -56,19 +57,6 @@ _PARAMS_DEPTH = 32
 # Python cannot write an integer of more than 4300 digits as text at all, and an adapter handed a
 # 200-bit integer almost surely got a mistake; a number that big belongs in a string.
 _PARAMS_INT_LOW, _PARAMS_INT_HIGH = -2**63, 2**64 - 1
-
-
-@dataclass(frozen=True)
-class RollbackHint:
-    """How to undo a step: surfaced verbatim in reports, never executed."""
-
-    description: str = ""
-    actions: tuple[str, ...] = ()
-    risks: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"description": self.description, "actions": list(self.actions),
-                "risks": list(self.risks)}
 
 
 @dataclass(frozen=True)

@@ -214,7 +214,9 @@ class PlanRun(UsageKeeping, PathEndings):
         kind = "READ" if not step.acts else ("SIMULATED" if simulated else "LIVE")
         handle = observer.start_step(step.name, {
             "action_type": step.action_type, "params": dict(step.params), "type": kind,
-            "adapter": adapter.name if adapter else None}, index=index)
+            "adapter": adapter.name if adapter else None,
+            # the plan's hint, verbatim, for rollback guidance read from the ledger later
+            "rollback": step.rollback.to_dict() if step.rollback else None}, index=index)
         for effect in step.side_effects:
             observer.declare_side_effect(effect.category, effect.description or step.name,
                                          effect.reversible, step_index=index)

@@ -17,8 +17,8 @@ from typing import Any, Iterable, Mapping
 from otel_execaudit.errors import PlanError
 from otel_execaudit.recording.records import SideEffectCategory
 
-__all__ = ["DeclaredEffect", "amounts", "checked_text", "declared_effects", "refuse_unknown",
-           "shown"]
+__all__ = ["DeclaredEffect", "RollbackHint", "amounts", "checked_text", "declared_effects",
+           "refuse_unknown", "shown"]
 
 # Amounts are summed as floats against limits. A float holds every integer below 2**53 (about
 # 9e15) exactly, as does a JCS number in the ledger; 1e15 leaves room for sums of several amounts.
@@ -35,6 +35,25 @@ class DeclaredEffect:
     def to_dict(self) -> dict[str, Any]:
         return {"category": self.category.value, "reversible": self.reversible,
                 "description": self.description}
+
+
+@dataclass(frozen=True)
+class RollbackHint:
+    """How to undo a step: surfaced verbatim in reports and rollback guidance, never executed.
+    ``step_index`` names the step it undoes where the hint stands apart from its step (the
+    seed's hints passed to ``RollbackPlanner.plan_rollback``); a plan step's own has None."""
+
+    description: str = ""
+    actions: tuple[str, ...] = ()
+    risks: tuple[str, ...] = ()
+    step_index: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        document: dict[str, Any] = {"description": self.description,
+                                    "actions": list(self.actions), "risks": list(self.risks)}
+        if self.step_index is not None:
+            document["step_index"] = self.step_index
+        return document
 
 
 def declared_effects(items: Any, where: str) -> tuple[DeclaredEffect, ...]:

@@ -1,0 +1,404 @@
+"""Reading executions back from a ledger: listed, found by id or unique prefix, and rebuilt into
+the very ``ExecutionRecord`` the recorder returned at the time.
+
+Every read is checked first (``integrity``): ``ExecutionLog.integrity`` says what was checked
+and how it went, and a reader shows its ``warning`` before any data::
+
+    >>> import otel_execaudit, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "l.db")
+    >>> _ = otel_execaudit.configure(ledger=path, exporter="none")
+    >>> with otel_execaudit.execution("nightly-backup", execution_id="run-1") as ex:
+    ...     with ex.step("dump"):
+    ...         pass
+    >>> otel_execaudit.shutdown()
+    >>> log = ExecutionLog(path)
+    >>> [(item.execution_id, item.status) for item in log.list_executions()]
+    [('run-1', 'completed')]
+    >>> log.get_execution("run").record.step_events[-1].event_type.value
+    'completed'
+    >>> log.integrity.ok
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import sqlite3
+from datetime import datetime
+from typing import Any, Iterator, Mapping
+
+from otel_execaudit.errors import (
+    AmbiguousExecutionError,
+    LedgerError,
+    UnknownExecutionError,
+)
+from otel_execaudit.inspection.integrity import Integrity, check_entries, check_ledger
+from otel_execaudit.ledger.readonly import Damaged, damage_reason, file_problem, open_read_only
+from otel_execaudit.recording import (
+    ExecutionRecord,
+    ExecutionStatus,
+    SecuritySnapshot,
+    SideEffect,
+    SideEffectCategory,
+    SideEffectReport,
+    StepEvent,
+    StepEventType,
+)
+from otel_execaudit.recording.records import GENESIS, format_timestamp, parse_timestamp, thawed
+
+__all__ = ["ExecutionLog", "ExecutionSummary", "ExecutionView", "Row", "rebuild_record"]
+
+_STEP_EVENT_KINDS = {f"step.{kind.value}": kind for kind in StepEventType}
+_SCAN_CHUNK = 256
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Row:
+    """One ledger entry as read: its position, hash and parsed body."""
+
+    seq: int
+    hash: str
+    entry: Mapping[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return self.entry["kind"]
+
+    @property
+    def data(self) -> Mapping[str, Any]:
+        return self.entry.get("data") or {}
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecutionSummary:
+    """One line of ``list_executions``: an execution id's latest run."""
+
+    execution_id: str
+    plan_id: str
+    status: str
+    mode: str
+    started_at: str
+    ended_at: str | None
+    duration_ms: float | None
+    trace_id: str | None
+    tenant: str | None
+    steps: int
+    failed_step: str | None
+    reason: str | None
+    runs: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecutionView:
+    """One execution as the ledger holds it: its record (rebuilt) and what the record does not
+    carry: guard decisions, action terminal events, step notes, the run's details (for an
+    executor run the plan hash and tenant), the rollback hints its steps carry."""
+
+    record: ExecutionRecord
+    details: Mapping[str, Any]
+    guards: tuple[Mapping[str, Any], ...]
+    actions: tuple[Mapping[str, Any], ...]
+    notes: tuple[Mapping[str, Any], ...]
+    rollback_hints: tuple[Mapping[str, Any], ...]
+    run: int
+    runs: int
+    first_seq: int
+    last_seq: int
+
+    @property
+    def tenant(self) -> str | None:
+        return tenant_of(self.details)
+
+    @property
+    def duration_ms(self) -> float | None:
+        end = self.record.timestamp_end
+        return None if end is None else (end - self.record.timestamp_start).total_seconds() * 1e3
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"record": self.record.to_dict(), "details": thawed(self.details),
+                "tenant": self.tenant, "duration_ms": self.duration_ms,
+                "guards": thawed(self.guards), "actions": thawed(self.actions),
+                "notes": thawed(self.notes), "rollback_hints": thawed(self.rollback_hints),
+                "run": self.run, "runs": self.runs, "first_seq": self.first_seq,
+                "last_seq": self.last_seq}
+
+
+class ExecutionLog:
+    """Read-only queries over the ledger at ``path``; nothing here writes.
+
+    ``list_executions`` (newest first, filtered), ``resolve`` (an id or unique prefix, or
+    ``"last"``), ``get_execution``. Raises ``LedgerNotFoundError``, ``NotALedgerError`` (a newer
+    format among them) or ``LedgerError`` when the file cannot be read as a ledger.
+    """
+
+    def __init__(self, path: str | pathlib.Path) -> None:
+        self.path = pathlib.Path(path)
+        try:
+            self._connection = open_read_only(self.path)
+            problem = file_problem(self._connection)
+        except Damaged as damage:
+            raise LedgerError(f"{self.path} is a damaged ledger ({damage}); run `execaudit "
+                              "verify` on it, and restore it from a copy.") from None
+        except sqlite3.DatabaseError as error:
+            raise LedgerError(f"{self.path}: {damage_reason(error)}; run `execaudit verify` on "
+                              "it, and restore it from a copy.") from None
+        last = self._connection.execute("SELECT max(seq) FROM entries").fetchone()[0]
+        self.last_seq: int = -1 if last is None else last
+        self._read: dict[int, tuple[int, str, bytes]] = {}
+        whole = check_ledger(self.path, self.last_seq + 1)
+        if problem is not None:
+            whole = Integrity(False, "ledger", self.last_seq + 1, None, problem)
+        self._whole = whole
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def __enter__(self) -> ExecutionLog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def empty(self) -> bool:
+        return self.last_seq < 0
+
+    @property
+    def integrity(self) -> Integrity:
+        """The check of what was read so far: the whole ledger when it is small, else the
+        entries read and their links."""
+        if self._whole is not None:
+            return self._whole
+        return check_entries(self._connection, self._read.values(), self.last_seq)
+
+    # ----- listing ---------------------------------------------------------------------------
+
+    def list_executions(self, *, status: str | None = None, plan_id: str | None = None,
+                        mode: str | None = None, since: datetime | str | None = None,
+                        until: datetime | str | None = None, tenant: str | None = None,
+                        limit: int | None = 20) -> list[ExecutionSummary]:
+        """The newest executions first (each id once, as its latest run), filtered.
+
+        Example: ``log.list_executions(status="failed", since="2026-12-01", limit=5)``
+        """
+        since_text, until_text = _bound(since), _bound(until)
+        found: list[ExecutionSummary] = []
+        seen: set[str] = set()
+        for row in self._scan(("execution.started",)):
+            execution_id = row.entry["execution_id"]
+            if execution_id in seen:
+                continue
+            seen.add(execution_id)
+            if plan_id is not None and row.entry["plan_id"] != plan_id:
+                continue
+            if mode is not None and row.data.get("mode") != mode.upper().replace("-", "_"):
+                continue
+            if since_text and row.entry["ts"] < since_text or until_text and row.entry["ts"] >= until_text:
+                continue
+            if tenant is not None and tenant_of(row.data.get("details") or {}) != str(tenant):
+                continue
+            summary = self._summary(execution_id)
+            if status is not None and summary.status != status.lower():
+                continue
+            found.append(summary)
+            if limit is not None and len(found) >= limit:
+                break
+        return found
+
+    def _summary(self, execution_id: str) -> ExecutionSummary:
+        runs = split_runs(self._rows(execution_id))
+        run = runs[-1]
+        view = build_view(run, len(runs), len(runs))
+        record = view.record
+        failed = next((event.step_name for event in reversed(record.step_events)
+                       if event.event_type is StepEventType.FAILED), None)
+        return ExecutionSummary(
+            record.execution_id, record.plan_id, record.status.value, record.live_mode_state,
+            run[0].entry["ts"], run_end_ts(run), view.duration_ms, record.trace_id, view.tenant,
+            len({event.step_index for event in record.step_events}), failed, record.reason,
+            len(runs))
+
+    # ----- one execution ---------------------------------------------------------------------
+
+    def resolve(self, reference: str) -> str:
+        """The execution id that ``reference`` names: an id, a unique prefix, or ``last``.
+
+        Raises ``UnknownExecutionError`` (none, or an empty ledger) or
+        ``AmbiguousExecutionError`` (a prefix of several ids, which it lists).
+        """
+        if reference == "last":
+            for row in self._scan(("execution.started",)):
+                return row.entry["execution_id"]
+            raise UnknownExecutionError(f"{self.path} holds no execution yet: record or run "
+                                        "one first (`execaudit demo` writes an example).")
+        exact = self._connection.execute(
+            "SELECT 1 FROM entries WHERE execution_id = ? LIMIT 1", (reference,)).fetchone()
+        if exact:
+            return reference
+        upper = reference[:-1] + chr(ord(reference[-1]) + 1) if reference else None
+        candidates = [name for (name,) in self._connection.execute(
+            "SELECT DISTINCT execution_id FROM entries WHERE execution_id >= ? AND execution_id < ?"
+            " LIMIT 11", (reference, upper))] if reference else []
+        if len(candidates) == 1:
+            return candidates[0]
+        if not candidates:
+            raise UnknownExecutionError(
+                f"no execution {reference!r} in {self.path}; `execaudit executions` lists them.")
+        shown = ", ".join(candidates[:10]) + (", ..." if len(candidates) > 10 else "")
+        raise AmbiguousExecutionError(
+            f"{reference!r} is the start of several execution ids ({shown}); give more of it.",
+            candidates=tuple(candidates[:10]))
+
+    def get_execution(self, reference: str, *, run: int | None = None) -> ExecutionView:
+        """One execution (by id, unique prefix or ``last``): its latest run, or run ``run``
+        (1-based) of an id that holds several (a replay reuses its id)."""
+        execution_id = self.resolve(reference)
+        runs = split_runs(self._rows(execution_id))
+        number = len(runs) if run is None else run
+        if not 1 <= number <= len(runs):
+            raise UnknownExecutionError(f"execution {execution_id} has {len(runs)} run(s); "
+                                        f"there is no run {run}.")
+        return build_view(runs[number - 1], number, len(runs))
+
+    def rows(self, execution_id: str) -> list[Row]:
+        """Every entry of ``execution_id``, in order (for readers that need all of them)."""
+        return self._rows(execution_id)
+
+    def scan(self, kinds: tuple[str, ...]) -> Iterator[Row]:
+        """Entries of the given kinds, newest first."""
+        return self._scan(kinds)
+
+    # ----- plumbing --------------------------------------------------------------------------
+
+    def _rows(self, execution_id: str) -> list[Row]:
+        raw = self._connection.execute(
+            "SELECT seq, hash, body FROM entries WHERE execution_id = ? ORDER BY seq",
+            (execution_id,)).fetchall()
+        return [self._keep(seq, digest, body) for seq, digest, body in raw]
+
+    def _scan(self, kinds: tuple[str, ...]) -> Iterator[Row]:
+        """Backwards by seq, in chunks: the newest entries are read first, and a listing stops
+        as soon as it has what it needs, however long the ledger."""
+        marks = ",".join("?" * len(kinds))
+        below = self.last_seq + 1
+        while below > 0:
+            raw = self._connection.execute(
+                f"SELECT seq, hash, body FROM entries WHERE seq < ? AND seq >= ? AND kind IN ({marks})"
+                " ORDER BY seq DESC", (below, below - _SCAN_CHUNK * 64, *kinds)).fetchall()
+            for seq, digest, body in raw:
+                yield self._keep(seq, digest, body)
+            below -= _SCAN_CHUNK * 64
+
+    def _keep(self, seq: int, digest: str, body: bytes) -> Row:
+        body = bytes(body)
+        self._read[seq] = (seq, digest, body)
+        try:
+            entry = json.loads(body)
+        except ValueError:
+            entry = None
+        if not isinstance(entry, dict) or not isinstance(entry.get("data", {}), dict):
+            entry = {"kind": "unreadable", "execution_id": "", "plan_id": "", "ts": "",
+                     "data": {}}
+        return Row(seq, digest, entry)
+
+
+def tenant_of(details: Mapping[str, Any]) -> str | None:
+    """The tenant an execution ran for: its ``client_id`` (the executor's), else a ``tenant``
+    or ``persona`` detail (recorded executions)."""
+    for key in ("client_id", "tenant", "persona"):
+        value = details.get(key)
+        if value is not None:
+            return str(value)
+    return None
+
+
+def split_runs(rows: list[Row]) -> list[list[Row]]:
+    """An execution id's entries split into runs: each ``execution.started`` opens one, and an
+    entry belongs to the latest open run of its trace (docs/ledger-format.md#runs)."""
+    runs: list[list[Row]] = []
+    by_trace: dict[Any, list[Row]] = {}
+    for row in rows:
+        if row.kind == "execution.started" or not runs:
+            runs.append([row])
+            by_trace[row.entry.get("trace_id")] = runs[-1]
+        else:
+            by_trace.get(row.entry.get("trace_id"), runs[-1]).append(row)
+    return runs
+
+
+def run_end_ts(run: list[Row]) -> str | None:
+    return next((row.entry["ts"] for row in run if row.kind == "execution.ended"), None)
+
+
+def rebuild_record(run: list[Row]) -> ExecutionRecord:
+    """The ``ExecutionRecord`` of one run, field for field as the recorder returned it."""
+    started = next((row for row in run if row.kind == "execution.started"), run[0])
+    ended = next((row for row in run if row.kind == "execution.ended"), None)
+    events, declared, observed = [], [], []
+    for row in run:
+        data = row.data
+        kind = _STEP_EVENT_KINDS.get(row.kind)
+        if kind is not None:
+            events.append(StepEvent(
+                parse_timestamp(row.entry["ts"]), data["step_index"], data["step_name"], kind,
+                dict(data.get("details") or {}), data.get("error_message"),
+                data.get("previous_event_hash", GENESIS), row.hash, data.get("error_type"),
+                data.get("traceback"), row.seq))
+        elif row.kind in ("side_effect", "side_effect.declared"):
+            effect = SideEffect(SideEffectCategory(data["category"]), data["description"],
+                                data.get("reversible") is True, data.get("step_index"),
+                                dict(data.get("details") or {}),
+                                parse_timestamp(row.entry["ts"]), row.seq)
+            (observed if row.kind == "side_effect" else declared).append(effect)
+    start_data, end_data = started.data, ended.data if ended else {}
+    return ExecutionRecord(
+        execution_id=started.entry["execution_id"], plan_id=started.entry["plan_id"],
+        live_mode_state=start_data.get("mode", "LIVE"),
+        status=ExecutionStatus(end_data["status"]) if ended else ExecutionStatus.STARTED,
+        security_snapshot_pre=_snapshot(start_data.get("security")),
+        security_snapshot_post=_snapshot(end_data["security"]) if end_data.get("security") else None,
+        timestamp_start=parse_timestamp(started.entry["ts"]),
+        timestamp_end=parse_timestamp(ended.entry["ts"]) if ended else None,
+        step_events=tuple(events),
+        side_effects_report=SideEffectReport(tuple(declared), tuple(observed)),
+        reason=end_data.get("reason") if ended else None,
+        parent_execution_id=start_data.get("parent_execution_id"),
+        trace_id=started.entry.get("trace_id"))
+
+
+def build_view(run: list[Row], number: int, runs: int) -> ExecutionView:
+    record = rebuild_record(run)
+    started = run[0].data if run[0].kind == "execution.started" else {}
+    hints = []
+    for event in record.step_events:
+        hint = event.details.get("rollback") if event.event_type is StepEventType.STARTED else None
+        if isinstance(hint, Mapping):
+            hints.append({"step_index": event.step_index, **thawed(hint)})
+    return ExecutionView(
+        record=record, details=dict(started.get("details") or {}),
+        guards=tuple(dict(row.data) for row in run if row.kind == "guard.evaluated"),
+        actions=tuple(dict(row.data) for row in run if row.kind == "action.terminal"),
+        notes=tuple(dict(row.data) for row in run if row.kind == "step.note"),
+        rollback_hints=tuple(hints), run=number, runs=runs, first_seq=run[0].seq,
+        last_seq=run[-1].seq)
+
+
+def _snapshot(data: Any) -> SecuritySnapshot:
+    if not isinstance(data, Mapping):
+        return SecuritySnapshot()
+    return SecuritySnapshot.from_dict(data)
+
+
+def _bound(moment: datetime | str | None) -> str | None:
+    """A since/until bound as a ledger timestamp prefix (timestamps compare as text)."""
+    if moment is None:
+        return None
+    if isinstance(moment, datetime):
+        return format_timestamp(moment)
+    return str(moment).replace(" ", "T")
+
