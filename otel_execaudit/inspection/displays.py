@@ -194,7 +194,7 @@ class ExecutionDisplay:
         buffer = io.StringIO()
         console = Console(file=buffer, width=self.width, force_terminal=self.color,
                           no_color=not self.color, highlight=False, emoji=False)
-        console.print(renderable)
+        console.print(renderable, soft_wrap=True)  # a long line stays one line: greppable
         return buffer.getvalue().rstrip("\n")
 
 

@@ -1,0 +1,225 @@
+"""``execaudit executions``, ``show``, ``rollback``, ``confirm-rollback``, ``last-error`` and
+``report``: what happened, read from the ledger. The ledger is checked before anything is shown,
+and a failed check is said first. Nothing here executes a rollback.
+
+Exit statuses, for every command here: 0 shown, 1 shown but the ledger failed verification,
+2 no ledger there (missing, not a ledger, a newer format, unreadable), 3 no such execution
+(an unknown id, an ambiguous prefix, an empty ledger), 4 rollback not possible or not
+confirmed (``rollback``, ``confirm-rollback``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import click
+
+from otel_execaudit.cli import _verbose, error_document, main
+from otel_execaudit.errors import LedgerError, UnknownExecutionError
+from otel_execaudit.inspection import (
+    ExecutionDisplay,
+    ExecutionLog,
+    RollbackPlanner,
+    get_last_error,
+)
+from otel_execaudit.ledger import default_ledger_path
+from otel_execaudit.recording.records import escaped_text
+
+EXIT_SHOWN, EXIT_TAMPERED, EXIT_NO_LEDGER, EXIT_NO_EXECUTION, EXIT_NOT_POSSIBLE = 0, 1, 2, 3, 4
+
+_ledger_option = click.option(
+    "--ledger", "ledger_path", type=click.Path(path_type=Path),
+    help="Ledger file (default: $EXECAUDIT_LEDGER or ./.execaudit/ledger.db).")
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@contextmanager
+def _reading(ledger_path: Path | None, as_json: bool) -> Iterator[ExecutionLog]:
+    """Open the ledger; a ledger that is not there (2) or an execution that is not (3) is a
+    clear message, as text or as an ``otel-execaudit.error/1`` document, never a traceback."""
+    target = ledger_path or default_ledger_path()
+    try:
+        log = ExecutionLog(target)
+    except LedgerError as error:
+        _fail(error, as_json, EXIT_NO_LEDGER)
+    try:
+        yield log
+    except UnknownExecutionError as error:
+        _fail(error, as_json, EXIT_NO_EXECUTION)
+    finally:
+        log.close()
+
+
+def _fail(error: Exception, as_json: bool, status: int) -> None:
+    if as_json:
+        click.echo(json.dumps(error_document(type(error).__name__, str(error)), indent=2))
+    else:
+        click.echo(f"execaudit: {escaped_text(str(error))}", err=True)
+    sys.exit(status)
+
+
+def _show(log: ExecutionLog, as_json: bool, document: Callable[[], dict[str, Any]],
+          text: Callable[[], str], status: int = EXIT_SHOWN) -> None:
+    """Print one result: the integrity warning first, then the data; exit 1 if the ledger
+    failed its check, else ``status``."""
+    body = document()  # read first: the check covers what was read
+    integrity = log.integrity
+    if as_json:
+        click.echo(json.dumps({**body, "integrity": integrity.to_dict()}, indent=2,
+                              ensure_ascii=False, default=str))
+    else:
+        if integrity.warning:
+            click.echo(integrity.warning)
+        click.echo(text())
+    sys.exit(EXIT_TAMPERED if not integrity.ok else status)
+
+
+@main.command("executions")
+@_verbose
+@_ledger_option
+@_json_option
+@click.option("--status", help="Only executions that ended so (completed, failed, blocked, ...).")
+@click.option("--plan", "plan_id", help="Only this plan id.")
+@click.option("--mode", type=click.Choice(["DRY_RUN", "LIVE"], case_sensitive=False))
+@click.option("--since", help="Started at or after this UTC time (2026-12-01, 2026-12-01T08:00).")
+@click.option("--until", help="Started before this UTC time.")
+@click.option("--tenant", help="Only this tenant (the executor's client id).")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+def executions_command(ledger_path: Path | None, as_json: bool, status: str | None,
+                       plan_id: str | None, mode: str | None, since: str | None,
+                       until: str | None, tenant: str | None, limit: int) -> None:
+    """List the newest executions first."""
+    with _reading(ledger_path, as_json) as log:
+        found = log.list_executions(status=status, plan_id=plan_id, mode=mode, since=since,
+                                    until=until, tenant=tenant, limit=limit)
+
+        def text() -> str:
+            if not found:
+                return "no executions recorded" + (" that match" if log.last_seq >= 0 else "")
+            lines = [f"{'started (UTC)':<19}  {'status':<17} {'mode':<7} {'ms':>9}  "
+                     "execution id / plan"]
+            for item in found:
+                duration = "-" if item.duration_ms is None else f"{item.duration_ms:.1f}"
+                failed = f"  failed at {item.failed_step}" if item.failed_step else ""
+                lines.append(f"{item.started_at[:19]:<19}  {item.status:<17} {item.mode:<7} "
+                             f"{duration:>9}  {item.execution_id}  {item.plan_id}{failed}")
+            return "\n".join(escaped_text(line) for line in lines)
+
+        _show(log, as_json, lambda: {"format": "otel-execaudit.executions/1",
+                                     "executions": [item.to_dict() for item in found]}, text)
+
+
+@main.command("show")
+@_verbose
+@click.argument("reference", metavar="ID|last")
+@_ledger_option
+@_json_option
+@click.option("--run", type=click.IntRange(min=1),
+              help="Which run of an id that holds several (a replay reuses its id).")
+def show_command(reference: str, ledger_path: Path | None, as_json: bool,
+                 run: int | None) -> None:
+    """Show one execution (an id, a unique prefix of one, or `last`)."""
+    with _reading(ledger_path, as_json) as log:
+        view = log.get_execution(reference, run=run)
+        display = ExecutionDisplay(color=None)
+        _show(log, as_json, lambda: {"format": "otel-execaudit.execution/1", **view.to_dict()},
+              lambda: "\n\n".join((display.display_execution_summary(view),
+                                   display.show_irreversible_actions(view))))
+
+
+@main.command("rollback")
+@_verbose
+@click.argument("reference", metavar="ID|last")
+@_ledger_option
+@_json_option
+def rollback_command(reference: str, ledger_path: Path | None, as_json: bool) -> None:
+    """Show the rollback guidance of an execution: the hints of the steps that ran, in the
+    order to follow. Nothing is executed. Exit 4 when rollback is not possible."""
+    with _reading(ledger_path, as_json) as log:
+        view = log.get_execution(reference)
+        scaffold = RollbackPlanner.plan_rollback(view.record, view.rollback_hints)
+        _show(log, as_json,
+              lambda: {"format": "otel-execaudit.rollback/1", **scaffold.to_dict()},
+              lambda: ExecutionDisplay().show_rollback_guidance(scaffold),
+              EXIT_SHOWN if scaffold.is_rollback_possible else EXIT_NOT_POSSIBLE)
+
+
+@main.command("confirm-rollback")
+@_verbose
+@click.argument("reference", metavar="ID|last")
+@_ledger_option
+@_json_option
+def confirm_rollback_command(reference: str, ledger_path: Path | None, as_json: bool) -> None:
+    """Confirm that you will roll an execution back by hand: type its id when asked. The
+    confirmation (who, when, which guidance) is recorded in the ledger; nothing is executed.
+    Exit 4 when not confirmed (no terminal, another id typed) or not possible."""
+    target = ledger_path or default_ledger_path()
+    with _reading(target, as_json) as log:
+        view = log.get_execution(reference)
+        scaffold = RollbackPlanner.plan_rollback(view.record, view.rollback_hints)
+        # The prompt goes to stderr, so that stdout holds only the result (JSON with --json).
+        ask = (lambda prompt: (click.echo(prompt, err=True, nl=False), input())[1]) \
+            if sys.stdin.isatty() else None
+        display = ExecutionDisplay(ledger=target, ask=ask)
+        if not as_json:
+            click.echo(display.show_rollback_guidance(scaffold))
+        if not log.integrity.ok:
+            _show(log, as_json, lambda: {"format": "otel-execaudit.confirmation/1",
+                                         "confirmed": False, "reason": "refused: the ledger "
+                                         "failed verification", **scaffold.to_dict()},
+                  lambda: "not confirmed: the ledger failed verification; nothing recorded")
+        confirmed, reason = display.confirm_manual_rollback(scaffold)
+        _show(log, as_json, lambda: {"format": "otel-execaudit.confirmation/1",
+                                     "confirmed": confirmed, "reason": reason,
+                                     **scaffold.to_dict()},
+              lambda: reason, EXIT_SHOWN if confirmed else EXIT_NOT_POSSIBLE)
+
+
+@main.command("last-error")
+@_verbose
+@_ledger_option
+@_json_option
+@click.option("--tool", "tool_name", help="Only failures of this step (tool) name.")
+@click.option("--plan", "plan_id", help="Only failures of this plan id.")
+@click.option("--tenant", help="Only failures of this tenant.")
+def last_error_command(ledger_path: Path | None, as_json: bool, tool_name: str | None,
+                       plan_id: str | None, tenant: str | None) -> None:
+    """Show the most recent failure: the relevant frame of your code, the exception chain and
+    the full traceback. No failure recorded is an answer too (exit 0)."""
+    with _reading(ledger_path, as_json) as log:
+        error = get_last_error(tool_name, plan_id=plan_id, tenant=tenant, log=log)
+        _show(log, as_json,
+              lambda: {"format": "otel-execaudit.last-error/1", "found": error is not None,
+                       "error": None if error is None else error.to_dict()},
+              lambda: str(error) if error else "no failure recorded"
+              + (f" for tool {tool_name!r}" if tool_name else ""))
+
+
+@main.command("report")
+@_verbose
+@click.argument("reference", metavar="ID|last")
+@_ledger_option
+@click.option("--html", "html_path", required=True, type=click.Path(path_type=Path),
+              help="Where to write the report (one self-contained HTML file).")
+@_json_option
+def report_command(reference: str, ledger_path: Path | None, html_path: Path,
+                   as_json: bool) -> None:
+    """Write an execution's report as one self-contained HTML file (no network, no script)."""
+    from otel_execaudit.inspection.report import render_report
+
+    with _reading(ledger_path, as_json) as log:
+        view = log.get_execution(reference)
+        scaffold = RollbackPlanner.plan_rollback(view.record, view.rollback_hints)
+        page = render_report(view, scaffold, log.integrity)
+        try:
+            html_path.write_text(page, encoding="utf-8")
+        except OSError as error:
+            _fail(error, as_json, EXIT_NO_LEDGER)
+        _show(log, as_json, lambda: {"format": "otel-execaudit.report/1",
+                                     "execution_id": view.record.execution_id,
+                                     "html": escaped_text(str(html_path)), "bytes": len(page)},
+              lambda: f"wrote {escaped_text(str(html_path))} ({len(page):,} bytes)")
