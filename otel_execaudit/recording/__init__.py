@@ -3,9 +3,11 @@ immutable records, and the spans. It writes to the ledger and the telemetry belo
 imports the executor above it: code-first actions reach the executor through ``acting.gate``.
 
 ``instrument`` (``execution()``, ``step()``, ``@plan``, ``@step``, ``bind``), ``observer`` (the
-recorder), ``step_handle`` (an open step), ``failure`` (an error as recorded), ``records`` (``ExecutionRecord`` and its parts), ``declarations`` (what a step may
-change and consume), ``acting`` (steps that act, and the gate they pass), ``spans`` and
-``semantic`` (span plumbing and names).
+recorder), ``steps`` (the recorder's steps and their events), ``security`` (the security state as
+read), ``step_handle`` (an open step), ``failure`` (an error as recorded), ``records``
+(``ExecutionRecord`` and its parts), ``declarations`` (what a step may change and consume),
+``acting`` (steps that act, and the gate they pass), ``spans`` and ``semantic`` (span plumbing
+and names).
 """
 
 from otel_execaudit.recording.acting import ActionGate, ActionSpec, gate
