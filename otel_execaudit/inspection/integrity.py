@@ -63,7 +63,7 @@ def check_ledger(path: pathlib.Path, entry_count: int) -> Integrity | None:
 def check_entries(connection: sqlite3.Connection, rows: Iterable[tuple[int, str, bytes]],
                   last_seq: int) -> Integrity:
     """Check the rows read (``seq, hash, body``) and the links that name them."""
-    rows = sorted(set((seq, digest, bytes(body)) for seq, digest, body in rows))
+    rows = sorted(set(rows))
     checked = {seq: digest for seq, digest, _ in rows}
     for seq, digest, body in rows:
         if hashlib.sha256(b"\x00" + body).hexdigest() != digest:
@@ -83,7 +83,7 @@ def check_entries(connection: sqlite3.Connection, rows: Iterable[tuple[int, str,
         for seq in chunk:
             body = found.get(seq)
             try:
-                prev = None if body is None else json.loads(bytes(body)).get("prev")
+                prev = None if body is None else json.loads(body).get("prev")
             except (ValueError, AttributeError):
                 prev = None
             if prev != checked[seq - 1]:

@@ -294,8 +294,8 @@ class ExecutionLog:
                 yield self._keep(seq, digest, body)
             below -= _SCAN_CHUNK * 64
 
-    def _keep(self, seq: int, digest: str, body: bytes) -> Row:
-        body = bytes(body)
+    def _keep(self, seq: int, digest: str, body: bytes | str) -> Row:
+        body = as_bytes(body)
         self._read[seq] = (seq, digest, body)
         try:
             entry = json.loads(body)
@@ -305,6 +305,13 @@ class ExecutionLog:
             entry = {"kind": "unreadable", "execution_id": "", "plan_id": "", "ts": "",
                      "data": {}}
         return Row(seq, digest, entry)
+
+
+def as_bytes(body: bytes | str | Any) -> bytes:
+    """A row's body as bytes; a tampered row may hold text (or a number) instead of a BLOB."""
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        return bytes(body)
+    return str(body).encode("utf-8", "surrogateescape")
 
 
 def tenant_of(details: Mapping[str, Any]) -> str | None:

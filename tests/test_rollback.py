@@ -1,0 +1,222 @@
+"""Rollback guidance (seed 000): hints verbatim, in reverse order of execution, for the steps that
+ran; anything irreversible, or changed without a hint, makes rollback impossible; nothing is ever
+executed; a confirmation is recorded, never acted on."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import pytest
+
+import otel_execaudit
+from otel_execaudit import ActionOutcome, AdapterRegistry, Executor, RollbackHint, execution
+from otel_execaudit.inspection import (
+    ExecutionDisplay,
+    ExecutionLog,
+    HestiaAgent,
+    RollbackPlanner,
+)
+
+INSPECTION = pathlib.Path(otel_execaudit.__file__).parent / "inspection"
+
+
+@pytest.fixture()
+def ledger_path(tmp_path):
+    path = tmp_path / "ledger.db"
+    otel_execaudit.configure(ledger=path, exporter="none")
+    yield path
+    otel_execaudit.shutdown()
+
+
+def three_steps(first_reversible=True, second_reversible=True):
+    with execution("migrate", execution_id="m-1") as ex:
+        with ex.step("create_db") as st:
+            st.side_effect("data_mutation", "created db", reversible=first_reversible)
+        with ex.step("read_config"):
+            pass
+        with ex.step("load_rows") as st:
+            st.side_effect("data_mutation", "loaded rows", reversible=second_reversible)
+    return ex.record
+
+
+HINTS = [{"step_index": 0, "description": "Drop database", "actions": ["DROP DATABASE db;"],
+          "risks": ["Irreversible - all data lost"]},
+         {"step_index": 2, "description": "Delete rows", "actions": ["DELETE FROM t;", "VACUUM;"],
+          "risks": []}]
+
+
+def test_hints_come_verbatim_in_reverse_order_of_execution(ledger_path):
+    scaffold = RollbackPlanner.plan_rollback(three_steps(), HINTS)
+    assert scaffold.is_rollback_possible, scaffold.reason
+    assert [hint.step_index for hint in scaffold.rollback_hints] == [2, 0]
+    assert scaffold.rollback_hints[1] == RollbackHint(
+        "Drop database", ("DROP DATABASE db;",), ("Irreversible - all data lost",), step_index=0)
+    assert scaffold.manual_steps == ("step 2 (load_rows): DELETE FROM t;",
+                                     "step 2 (load_rows): VACUUM;",
+                                     "step 0 (create_db): DROP DATABASE db;")
+    assert scaffold.irreversible_steps == ()
+    assert scaffold.to_dict()["executed"] is False
+
+
+def test_an_irreversible_side_effect_makes_rollback_impossible_and_is_named(ledger_path):
+    scaffold = RollbackPlanner.plan_rollback(three_steps(second_reversible=False), HINTS)
+    assert not scaffold.is_rollback_possible
+    assert scaffold.irreversible_steps == (2,)
+    assert "step 2 (load_rows) has an irreversible side effect" in scaffold.reason
+
+
+def test_side_effects_without_a_hint_are_irreversible(ledger_path):
+    scaffold = RollbackPlanner.plan_rollback(three_steps(), HINTS[:1])
+    assert not scaffold.is_rollback_possible
+    assert scaffold.irreversible_steps == (2,)
+    assert "step 2 (load_rows) has side effects and no rollback hint" in scaffold.reason
+
+
+def test_hints_of_steps_that_did_not_run_are_left_out(ledger_path):
+    with pytest.raises(RuntimeError):
+        with execution("p") as ex:
+            with ex.step("first") as st:
+                st.side_effect("system", "started a service", reversible=True)
+            raise RuntimeError("stopped before the second step")
+    scaffold = RollbackPlanner.plan_rollback(ex.record, [
+        {"step_index": 0, "description": "stop it", "actions": ["systemctl stop svc"]},
+        {"step_index": 1, "description": "never ran", "actions": ["rm -rf /"]}])
+    assert [hint.description for hint in scaffold.rollback_hints] == ["stop it"]
+
+
+def test_nothing_changed_means_nothing_to_undo(ledger_path):
+    with execution("p") as ex:
+        with ex.step("read"):
+            pass
+    scaffold = RollbackPlanner.plan_rollback(ex.record, [])
+    assert scaffold.is_rollback_possible and "nothing to undo" in scaffold.reason
+
+
+def test_a_bad_hint_is_a_clear_error(ledger_path):
+    record = three_steps()
+    with pytest.raises(ValueError, match="integer step_index"):
+        RollbackPlanner.plan_rollback(record, [{"description": "x"}])
+    with pytest.raises(ValueError, match="names no step_index"):
+        RollbackPlanner.plan_rollback(record, [RollbackHint("x")])
+
+
+def test_a_data_plan_takes_its_hints_from_its_steps_through_the_ledger(ledger_path):
+    adapters = AdapterRegistry()
+
+    @adapters.adapter("scale", side_effects=[{"category": "configuration", "reversible": True}])
+    def scale(context):
+        context.side_effect("configuration", "scaled to 6", reversible=True)
+        return ActionOutcome.success("ok")
+
+    plan = {"plan_id": "p", "steps": [{"name": "up", "action_type": "scale",
+                                       "rollback": {"description": "scale back",
+                                                    "actions": ["scale 3"]}}]}
+    executor = Executor(adapters=adapters)
+    dry = executor.run(plan, client_id=1)
+    result = executor.run(plan, client_id=1, mode="LIVE", acknowledge_risk=True, validated=True,
+                          validation_passed=True, plan_hash=dry.plan_hash)
+    assert result.is_success(), result.error
+    otel_execaudit.get_runtime().ledger.sync()
+    with ExecutionLog(ledger_path) as log:
+        view = log.get_execution(result.metadata["execution_id"])
+    scaffold = RollbackPlanner.plan_rollback(view.record)  # hints from the recorded steps
+    assert scaffold.is_rollback_possible
+    assert scaffold.manual_steps == ("step 0 (up): scale 3",)
+
+
+def test_a_dry_run_changed_nothing(ledger_path):
+    adapters = AdapterRegistry()
+
+    @adapters.adapter("drop", side_effects=["data_mutation"])
+    def drop(context):
+        raise AssertionError("a dry run never calls the adapter")
+
+    result = Executor(adapters=adapters).run(
+        {"plan_id": "p", "steps": [{"name": "drop", "action_type": "drop"}]}, client_id=1)
+    otel_execaudit.get_runtime().ledger.sync()
+    with ExecutionLog(ledger_path) as log:
+        record = log.get_execution(result.metadata["execution_id"]).record
+    scaffold = RollbackPlanner.plan_rollback(record)
+    assert scaffold.is_rollback_possible and scaffold.irreversible_steps == ()
+
+
+def test_confirmation_is_recorded_and_executes_nothing(ledger_path, tmp_path):
+    marker = tmp_path / "MARKER"
+    with execution("p", execution_id="c-1") as ex:
+        with ex.step("touch", details={"rollback": {
+                "description": "remove it", "actions": [f"touch {marker}",
+                                                        f"open('{marker}', 'w')"]}}) as st:
+            st.side_effect("file_system", "made a file", reversible=True)
+    otel_execaudit.get_runtime().ledger.sync()
+    with ExecutionLog(ledger_path) as log:
+        scaffold = RollbackPlanner.plan_rollback(log.get_execution("c-1").record)
+    assert scaffold.is_rollback_possible, scaffold.reason
+    asked = []
+    display = HestiaAgent(ledger=ledger_path, color=False,
+                          ask=lambda prompt: asked.append(prompt) or "c-1")
+    assert display is not None and HestiaAgent is ExecutionDisplay
+    guidance = display.show_rollback_guidance(scaffold)
+    assert f"[ ] touch {marker}" in guidance and "Nothing here is executed" in guidance
+    confirmed, reason = display.confirm_manual_rollback(scaffold)
+    assert confirmed and "nothing was executed" in reason and "c-1" in asked[0]
+    assert not marker.exists()
+    with ExecutionLog(ledger_path) as log:
+        entry = log.rows("c-1")[-1]
+        assert log.integrity.ok
+    assert entry.kind == "rollback.confirmed"
+    assert entry.data["executed"] is False and entry.data["confirmed_by"]
+    assert entry.data["scaffold"]["rollback_hints"][0]["actions"][0] == f"touch {marker}"
+
+    wrong = ExecutionDisplay(ledger=ledger_path, ask=lambda prompt: "c-2")
+    assert wrong.confirm_manual_rollback(scaffold) == (
+        False, "not confirmed: the id typed does not match the execution id")
+    with ExecutionLog(ledger_path) as log:
+        assert log.rows("c-1")[-1].seq == entry.seq  # nothing more recorded
+
+
+def test_a_confirmation_of_an_impossible_rollback_is_refused(ledger_path):
+    scaffold = RollbackPlanner.plan_rollback(three_steps(second_reversible=False), HINTS)
+    display = ExecutionDisplay(ledger=ledger_path, ask=lambda prompt: "m-1")
+    confirmed, reason = display.confirm_manual_rollback(scaffold)
+    assert not confirmed and reason.startswith("refused: rollback of m-1 is not possible")
+
+
+def test_without_a_terminal_nothing_is_confirmed(ledger_path, monkeypatch):
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    scaffold = RollbackPlanner.plan_rollback(three_steps(), HINTS)
+    confirmed, reason = ExecutionDisplay(ledger=ledger_path).confirm_manual_rollback(scaffold)
+    assert not confirmed and "no terminal" in reason
+
+
+def test_no_inspection_code_can_run_anything():
+    """Nothing in inspection/ calls a process, evaluates text, imports by name or reaches the
+    executor: a hint's actions can only ever be shown."""
+    forbidden_calls = {"system", "popen", "exec", "eval", "import_module", "__import__",
+                       "check_call", "check_output", "Popen", "spawnv", "execv", "execvp",
+                       "startfile"}
+    found = []
+    for path in INSPECTION.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [alias.name for alias in node.names] + [getattr(node, "module", "") or ""]
+                found += [f"{path.name} imports {name}" for name in names
+                          if name.split(".")[0] in {"subprocess", "importlib", "ctypes"}
+                          or name.startswith("otel_execaudit.executor")]
+            elif isinstance(node, ast.Call):
+                name = getattr(node.func, "attr", getattr(node.func, "id", ""))
+                if name in forbidden_calls:
+                    found.append(f"{path.name}:{node.lineno} calls {name}")
+    assert found == []
+
+
+def test_irreversible_actions_are_marked_by_text(ledger_path):
+    record = three_steps(second_reversible=False)
+    shown = ExecutionDisplay(color=False).show_irreversible_actions(record)
+    assert shown.splitlines() == ["Irreversible actions of m-1 (1)",
+                                  "  ✗ IRREVERSIBLE  step 2 (load_rows): data_mutation: loaded rows"]
+    summary = ExecutionDisplay(color=False).display_execution_summary(record)
+    assert summary.index("✗ IRREVERSIBLE") < summary.index("↺ reversible")
+    assert "\x1b[" not in summary
+    assert "\x1b[" in ExecutionDisplay(color=True).display_execution_summary(record)
