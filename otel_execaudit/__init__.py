@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from otel_execaudit.errors import (
     AdapterError,
+    AmbiguousExecutionError,
     ConfigurationError,
     ExecAuditError,
     ExecutionEndedError,
@@ -42,6 +43,7 @@ from otel_execaudit.errors import (
     PlanError,
     RecordingError,
     SecurityEscalationError,
+    UnknownExecutionError,
 )
 from otel_execaudit.ledger import (
     Durability,
@@ -58,6 +60,7 @@ from otel_execaudit.recording import (
     ExecutionObserver,
     ExecutionRecord,
     ExecutionStatus,
+    RollbackHint,
     SecuritySnapshot,
     SecurityState,
     SideEffect,
@@ -81,9 +84,13 @@ from otel_execaudit.runtime import Runtime, configure, get_runtime, shutdown
 _EXECUTION_NAMES = frozenset((
     "AcknowledgementGuard", "ActionContext", "ActionOutcome", "ActionRecord", "AdapterRegistry",
     "ExecutionGuard", "ExecutionLimitsGuard", "ExecutionResult", "Executor", "Guard",
-    "GuardContext", "Plan", "PlanPinGuard", "PlanStep", "ResultStatus", "RollbackHint",
-    "Severity", "TenantContextGuard", "TerminalEvent", "ValidationRequiredGuard", "adapter",
+    "GuardContext", "Plan", "PlanPinGuard", "PlanStep", "ResultStatus", "Severity", "TenantContextGuard", "TerminalEvent", "ValidationRequiredGuard", "adapter",
     "execute_plan", "load_plan"))
+
+# Inspection's too: reading what happened loads rich, which recording has no need of.
+_INSPECTION_NAMES = frozenset((
+    "ExecutionDisplay", "ExecutionLog", "HestiaAgent", "LastError", "RollbackPlanner",
+    "RollbackScaffold", "get_last_error"))
 
 if TYPE_CHECKING:
     from otel_execaudit.executor import (  # noqa: F401
@@ -102,7 +109,6 @@ if TYPE_CHECKING:
         PlanPinGuard,
         PlanStep,
         ResultStatus,
-        RollbackHint,
         Severity,
         TenantContextGuard,
         TerminalEvent,
@@ -111,13 +117,23 @@ if TYPE_CHECKING:
         execute_plan,
         load_plan,
     )
+    from otel_execaudit.inspection import (  # noqa: F401
+        ExecutionDisplay,
+        ExecutionLog,
+        HestiaAgent,
+        LastError,
+        RollbackPlanner,
+        RollbackScaffold,
+        get_last_error,
+    )
 
 
 def __getattr__(name: str) -> Any:
-    if name in _EXECUTION_NAMES:
-        from otel_execaudit import executor as _executor
+    if name in _EXECUTION_NAMES or name in _INSPECTION_NAMES:
+        import importlib
 
-        value = getattr(_executor, name)
+        part = "executor" if name in _EXECUTION_NAMES else "inspection"
+        value = getattr(importlib.import_module(f"otel_execaudit.{part}"), name)
         globals()[name] = value  # once: later lookups are plain attribute reads
         return value
     raise AttributeError(f"module 'otel_execaudit' has no attribute {name!r}")
@@ -129,15 +145,18 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AcknowledgementGuard", "ActionContext", "ActionOutcome", "ActionRecord", "AdapterError",
-    "AdapterRegistry", "ConfigurationError", "DeclaredEffect", "Durability", "ExecAuditError",
-    "Execution", "ExecutionEndedError", "ExecutionGuard", "ExecutionLimitsGuard", "ExecutionMode",
-    "ExecutionObserver", "ExecutionRecord", "ExecutionResult", "ExecutionStatus", "Executor",
-    "Guard", "GuardContext", "GuardDeniedError", "Ledger", "LedgerEntry", "LedgerError",
+    "AdapterRegistry", "AmbiguousExecutionError", "ConfigurationError", "DeclaredEffect",
+    "Durability", "ExecAuditError", "Execution", "ExecutionDisplay", "ExecutionEndedError",
+    "ExecutionGuard", "ExecutionLimitsGuard", "ExecutionLog", "ExecutionMode", "ExecutionObserver",
+    "ExecutionRecord", "ExecutionResult", "ExecutionStatus", "Executor", "Guard", "GuardContext",
+    "GuardDeniedError", "HestiaAgent", "LastError", "Ledger", "LedgerEntry", "LedgerError",
     "LedgerNotFoundError", "LedgerWriteError", "Limits", "NotALedgerError", "Plan", "PlanError",
     "PlanPinGuard", "PlanStep", "RecordingError", "Redactor", "ResultStatus", "RollbackHint",
-    "Runtime", "SecurityEscalationError", "SecuritySnapshot", "SecurityState", "Severity",
-    "SideEffect", "SideEffectCategory", "SideEffectReport", "Step", "StepEvent", "StepEventType",
-    "StepHandle", "TenantContextGuard", "TerminalEvent", "ValidationRequiredGuard", "VerifyReport",
-    "adapter", "bind", "configure", "current_execution", "current_step", "default_ledger_path",
-    "execute_plan", "execution", "get_runtime", "load_plan", "plan", "shutdown", "step", "verify",
+    "RollbackPlanner", "RollbackScaffold", "Runtime", "SecurityEscalationError",
+    "SecuritySnapshot", "SecurityState", "Severity", "SideEffect", "SideEffectCategory",
+    "SideEffectReport", "Step", "StepEvent", "StepEventType", "StepHandle", "TenantContextGuard",
+    "TerminalEvent", "UnknownExecutionError", "ValidationRequiredGuard", "VerifyReport", "adapter",
+    "bind", "configure", "current_execution", "current_step", "default_ledger_path",
+    "execute_plan", "execution", "get_last_error", "get_runtime", "load_plan", "plan", "shutdown",
+    "step", "verify",
 ]

@@ -72,6 +72,3 @@ class AmbiguousExecutionError(UnknownExecutionError):
         super().__init__(message)
         self.candidates = candidates
 
-
-class RollbackNotPossibleError(ExecAuditError):
-    """A manual rollback was to be confirmed for an execution whose rollback is not possible."""

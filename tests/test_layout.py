@@ -121,6 +121,9 @@ PUBLIC = [
     'bind', 'configure', 'current_execution', 'current_step', 'default_ledger_path',
     'execute_plan', 'execution', 'get_runtime', 'load_plan', 'plan', 'shutdown', 'step',
     'verify',
+] + [  # reading what happened (inspection), added since
+    'AmbiguousExecutionError', 'ExecutionDisplay', 'ExecutionLog', 'HestiaAgent', 'LastError',
+    'RollbackPlanner', 'RollbackScaffold', 'UnknownExecutionError', 'get_last_error',
 ]
 
 

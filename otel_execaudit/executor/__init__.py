@@ -29,14 +29,14 @@ from otel_execaudit.executor.guards import (
     TenantContextGuard,
     ValidationRequiredGuard,
 )
-from otel_execaudit.executor.plans import Plan, PlanStep, RollbackHint, load_plan
+from otel_execaudit.executor.plans import Plan, PlanStep, load_plan
 from otel_execaudit.executor.results import ActionRecord, ExecutionResult, ResultStatus
 from otel_execaudit.executor.terminal import TerminalEvent
 
 __all__ = [
     "AcknowledgementGuard", "ActionContext", "ActionOutcome", "ActionRecord", "Adapter",
     "AdapterRegistry", "ExecutionGuard", "ExecutionLimitsGuard", "ExecutionResult", "Executor",
-    "Guard", "GuardContext", "Plan", "PlanPinGuard", "PlanStep", "ResultStatus", "RollbackHint",
+    "Guard", "GuardContext", "Plan", "PlanPinGuard", "PlanStep", "ResultStatus",
     "Severity", "TenantContextGuard", "TerminalEvent", "ValidationRequiredGuard", "adapter",
     "default_registry", "execute_plan", "load_adapters", "load_plan",
 ]

@@ -45,7 +45,7 @@ from otel_execaudit.recording.declarations import (
 )
 from otel_execaudit.recording.records import escaped_text, frozen, thawed
 
-__all__ = ["Plan", "PlanStep", "RollbackHint", "load_plan"]
+__all__ = ["Plan", "PlanStep", "load_plan"]
 
 DEFAULT_CONSUMPTION = {"actions": 1}  # what a step that acts counts against limits unless told
 ACTION_TYPE = re.compile(r"[A-Za-z0-9_.:/-]{1,128}")  # an identifier, as terminal events carry it

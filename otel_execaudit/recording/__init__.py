@@ -11,7 +11,12 @@ and names).
 """
 
 from otel_execaudit.recording.acting import ActionGate, ActionSpec, gate
-from otel_execaudit.recording.declarations import DeclaredEffect, amounts, declared_effects
+from otel_execaudit.recording.declarations import (
+    DeclaredEffect,
+    RollbackHint,
+    amounts,
+    declared_effects,
+)
 from otel_execaudit.recording.instrument import (
     Execution,
     Step,
@@ -44,7 +49,7 @@ from otel_execaudit.recording.records import (
 
 __all__ = [
     "ActionGate", "ActionSpec", "DeclaredEffect", "Execution", "ExecutionMode",
-    "ExecutionObserver", "ExecutionRecord", "ExecutionStatus", "SecuritySnapshot",
+    "ExecutionObserver", "ExecutionRecord", "ExecutionStatus", "RollbackHint", "SecuritySnapshot",
     "SecurityState", "SideEffect", "SideEffectCategory", "SideEffectReport", "Step", "StepEvent",
     "StepEventType", "StepHandle", "amounts", "bind", "current_execution", "current_step",
     "declared_effects", "describe_failure", "escaped_text", "execution", "frozen", "gate",
