@@ -19,6 +19,13 @@ EXPECTED = [
     ("README.md", ["completed", "['Revoked key k-17']"]),
     ("README.md", ["SUCCESS would restart api",
                    "BLOCKED ['ValidationRequired', 'Acknowledgement']", "SUCCESS LIVE"]),
+    ("inspection.md", ["backup-2026-12-04 completed acme", "True ledger"]),
+    ("inspection.md", ["NameError True", "fibonacci",
+                       "Last error: tool 'fibonacci' (step 0)"]),
+    ("inspection.md", ["False (1,)", "rollback is not possible: step 1 (revoke_old) has an "
+                       "irreversible side effect", "('step 0 (issue): vault revoke k-18',)"]),
+    ("inspection.md", ["Rollback guidance for backup-2026-12-04: possible (by hand)",
+                       "True nothing was executed: perform the steps by hand"]),
     ("recording.md", ["[{'order_id': 7, 'symbol': 'ACME', 'quantity': 3}]"]),
     ("recording.md", ["stopped: security state is compromised before step 1", "incomplete"]),
 ]
