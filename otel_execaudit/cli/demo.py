@@ -74,6 +74,13 @@ def demo_command(ledger_path: Path | None, exporter: str | None) -> None:
     style = "green" if report.ok else "red"
     console.print(f"[bold]Verify[/]: [{style}]{describe_report(report)}[/]")
     console.print(f"Check it yourself: [bold]execaudit verify {shown}[/]")
+    failed = records[-1].execution_id
+    option = "" if ledger_path is None else f" --ledger {shown}"
+    console.print(f"Inspect it: [bold]execaudit executions{option}[/], "
+                  f"[bold]execaudit last-error{option}[/], "
+                  f"[bold]execaudit show {failed[:8]}{option}[/], "
+                  f"[bold]execaudit report {failed[:8]} --html report.html{option}[/]",
+                  soft_wrap=True)
     sys.exit(EXIT_INTACT if report.ok else EXIT_TAMPERED)
 
 
