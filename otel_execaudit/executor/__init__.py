@@ -5,7 +5,8 @@ for and acknowledged, every guard run and any deny blocking before a single side
 plan's), ``usage`` (a run's limit keeping), ``endings`` (how its action paths end), ``plans``
 (plans as data), ``adapters`` (what acts), ``guards``, ``limits`` (daily counters in the
 ledger's file), ``evaluation`` (running guards fail closed), ``pinning`` (plan hashes),
-``results`` (what a run returns), ``terminal`` (one terminal event per action path).
+``exact`` (values and code in an exact form, for plan hashes and limit keys), ``results`` (what
+a run returns), ``terminal`` (one terminal event per action path).
 """
 
 from otel_execaudit.executor.adapters import (

@@ -16,7 +16,8 @@ from otel_execaudit.executor import terminal
 from otel_execaudit.errors import ConfigurationError, GuardDeniedError, PlanError
 from otel_execaudit.executor.guards import ExecutionLimitsGuard
 from otel_execaudit.recording import describe_failure, is_cancellation
-from otel_execaudit.executor.pinning import exact, function_plan_hash, qualified_name
+from otel_execaudit.executor.exact import exact, qualified_name
+from otel_execaudit.executor.pinning import function_plan_hash
 from otel_execaudit.executor.run import PlanRun
 from otel_execaudit.executor.plans import Plan, PlanStep
 from otel_execaudit.recording.acting import ActionSpec, gate

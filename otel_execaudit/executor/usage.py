@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from otel_execaudit.executor.guards import ExecutionLimitsGuard, Guard, GuardContext
 from otel_execaudit.executor.limits import Consumption, LimitCounters
-from otel_execaudit.executor.pinning import exact_bytes
+from otel_execaudit.executor.exact import exact_bytes
 from otel_execaudit.executor.plans import Plan, PlanStep
 from otel_execaudit.recording import ExecutionObserver, StepHandle
 from otel_execaudit.recording.records import ExecutionMode, thawed, timestamp_now

@@ -3,7 +3,8 @@ application, and the package's own log lines.
 
 ``build`` (``build_telemetry``: providers, processors, exporters), ``pipeline``
 (``Telemetry``: flush and shutdown under one deadline, events), ``exporting`` (the
-fail-safe, bounded exporters), ``exporters`` (which exporter is built, from arguments and the
+fail-safe, bounded exporters), ``processors`` (batch processors whose shutdown and flush keep
+to a deadline), ``exporters`` (which exporter is built, from arguments and the
 ``OTEL_*`` variables), ``logs`` (the package's log lines).
 """
 

@@ -36,15 +36,10 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from otel_execaudit.errors import ConfigurationError
 from otel_execaudit.telemetry.exporters import build_log_exporter, build_span_exporter, choose_log_exporter
-from otel_execaudit.telemetry.exporting import (
-    BoundedBatchLogRecordProcessor,
-    BoundedBatchSpanProcessor,
-    FailSafeLogExporter,
-    FailSafeSpanExporter,
-    LogRecordExporter,
-)
+from otel_execaudit.telemetry.exporting import FailSafeLogExporter, FailSafeSpanExporter, LogRecordExporter
 from otel_execaudit.telemetry.logs import get_logger
 from otel_execaudit.telemetry.pipeline import Telemetry
+from otel_execaudit.telemetry.processors import BoundedBatchLogRecordProcessor, BoundedBatchSpanProcessor
 
 __all__ = ["build_telemetry"]
 

@@ -20,13 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
-    SpanExporter,
-    SpanExportResult,
-)
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 try:
     from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
@@ -37,8 +32,6 @@ except ImportError:  # SDKs before the Log -> LogRecord rename (after it the old
 from otel_execaudit.telemetry.logs import get_logger
 
 __all__ = [
-    "BoundedBatchLogRecordProcessor",
-    "BoundedBatchSpanProcessor",
     "ExportStats",
     "FailSafeLogExporter",
     "FailSafeSpanExporter",
@@ -353,70 +346,3 @@ class FailSafeLogExporter(_FailSafeExport, LogRecordExporter):
         # member of that other enum on success.
         exported = self._export_batch(batch, lambda result: getattr(result, "name", None) == "SUCCESS")
         return LogRecordExportResult.SUCCESS if exported else LogRecordExportResult.FAILURE
-
-
-class _BoundedBatching:
-    """Shutdown and flush within ``deadline`` seconds, whoever calls them, for either SDK
-    batch processor.
-
-    The SDK's shutdown joins the export worker for up to 30 s, and its flush exports on the
-    caller's thread whatever the timeout; the application's own provider (and its atexit hook)
-    may call either, so the bound lives here rather than only in our hook.
-    """
-
-    def __init__(self, exporter: _FailSafeExport, *, deadline: float):
-        super().__init__(exporter)  # type: ignore[call-arg] - the SDK processor comes next
-        self.exporter = exporter
-        self.deadline = deadline
-        self._shutdown_started = False
-
-    def shutdown(self, timeout: float | None = None) -> None:
-        if self._shutdown_started:
-            return
-        self._shutdown_started = True
-        budget = self.deadline if timeout is None else min(timeout, self.deadline)
-        # Keep a slice of the budget for shutting the exporter down, so the whole stays in it.
-        margin = min(0.1, budget / 10)
-        cutoff = time.monotonic() + budget - margin
-        self.exporter.cut_off_at(cutoff)
-        finished, _ = run_bounded(super().shutdown, budget - margin, "processor-shutdown")  # type: ignore[misc]
-        if not finished:
-            # The worker is stuck in a last export: shutting the exporter down wakes it.
-            self.exporter.shutdown(timeout_millis=margin * 1000)
-
-    def force_flush(self, timeout_millis: int | None = None) -> bool:
-        budget = self.deadline if timeout_millis is None else timeout_millis / 1000
-        flush = super().force_flush  # type: ignore[misc]
-        finished, result = run_bounded(lambda: flush(), budget, "flush")
-        return finished and result is True
-
-
-class BoundedBatchSpanProcessor(_BoundedBatching, BatchSpanProcessor):
-    """A BatchSpanProcessor whose shutdown and flush return within ``deadline`` seconds.
-
-    Example::
-
-        >>> from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-        >>> processor = BoundedBatchSpanProcessor(FailSafeSpanExporter(ConsoleSpanExporter()), deadline=2.0)
-        >>> processor.shutdown()
-    """
-
-    def __init__(self, exporter: FailSafeSpanExporter, *, deadline: float):
-        super().__init__(exporter, deadline=deadline)
-
-
-class BoundedBatchLogRecordProcessor(_BoundedBatching, BatchLogRecordProcessor):
-    """A BatchLogRecordProcessor whose shutdown and flush return within ``deadline`` seconds.
-
-    Example::
-
-        >>> from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
-        >>> processor = BoundedBatchLogRecordProcessor(
-        ...     FailSafeLogExporter(InMemoryLogRecordExporter()), deadline=2.0)
-        >>> processor.force_flush(timeout_millis=500)
-        True
-        >>> processor.shutdown()
-    """
-
-    def __init__(self, exporter: FailSafeLogExporter, *, deadline: float):
-        super().__init__(exporter, deadline=deadline)

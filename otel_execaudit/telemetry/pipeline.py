@@ -20,8 +20,6 @@ from opentelemetry._logs import NoOpLogger, SeverityNumber
 from opentelemetry.sdk._logs import LoggerProvider as SdkLoggerProvider
 
 from otel_execaudit.telemetry.exporting import (
-    BoundedBatchLogRecordProcessor,
-    BoundedBatchSpanProcessor,
     ExportStats,
     FailSafeLogExporter,
     FailSafeSpanExporter,
@@ -29,6 +27,7 @@ from otel_execaudit.telemetry.exporting import (
     run_bounded,
 )
 from otel_execaudit.telemetry.logs import get_logger
+from otel_execaudit.telemetry.processors import BoundedBatchLogRecordProcessor, BoundedBatchSpanProcessor
 
 __all__ = [
     "ExportStats",
