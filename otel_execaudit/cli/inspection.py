@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -23,7 +24,9 @@ from otel_execaudit.errors import LedgerError, UnknownExecutionError
 from otel_execaudit.inspection import (
     ExecutionDisplay,
     ExecutionLog,
+    Integrity,
     RollbackPlanner,
+    RollbackScaffold,
     get_last_error,
 )
 from otel_execaudit.ledger import default_ledger_path
@@ -40,7 +43,9 @@ _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.
 @contextmanager
 def _reading(ledger_path: Path | None, as_json: bool) -> Iterator[ExecutionLog]:
     """Open the ledger; a ledger that is not there (2) or an execution that is not (3) is a
-    clear message, as text or as an ``otel-execaudit.error/1`` document, never a traceback."""
+    clear message, as text or as an ``otel-execaudit.error/1`` document, never a traceback.
+    An entry that cannot be read as the recorder writes it (a tampered one, or one appended by
+    other code) is said so: 1 with the warning first when the ledger failed its check, else 2."""
     target = ledger_path or default_ledger_path()
     try:
         log = ExecutionLog(target)
@@ -49,15 +54,29 @@ def _reading(ledger_path: Path | None, as_json: bool) -> Iterator[ExecutionLog]:
     try:
         yield log
     except UnknownExecutionError as error:
-        _fail(error, as_json, EXIT_NO_EXECUTION)
+        _fail(error, as_json, EXIT_NO_EXECUTION, log.integrity)
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError) as error:
+        integrity = log.integrity
+        why = ("it was changed: the ledger failed verification" if not integrity.ok
+               else "the ledger verifies, but the entry is not one the recorder writes")
+        problem = LedgerError(f"an entry in {target} cannot be read as an execution "
+                              f"({type(error).__name__}: {error}): {why}.")
+        _fail(problem, as_json, EXIT_NO_LEDGER if integrity.ok else EXIT_TAMPERED, integrity)
     finally:
         log.close()
 
 
-def _fail(error: Exception, as_json: bool, status: int) -> None:
+def _fail(error: Exception, as_json: bool, status: int, integrity: Integrity | None = None
+          ) -> None:
+    """Say why nothing is shown; a failed check of the ledger is said first, even so."""
     if as_json:
-        click.echo(json.dumps(error_document(type(error).__name__, str(error)), indent=2))
+        document = error_document(type(error).__name__, str(error))
+        if integrity is not None:
+            document["integrity"] = integrity.to_dict()
+        click.echo(json.dumps(document, indent=2))
     else:
+        if integrity is not None and integrity.warning:
+            click.echo(integrity.warning, err=True)
         click.echo(f"execaudit: {escaped_text(str(error))}", err=True)
     sys.exit(status)
 
@@ -67,6 +86,7 @@ def _show(log: ExecutionLog, as_json: bool, document: Callable[[], dict[str, Any
     """Print one result: the integrity warning first, then the data; exit 1 if the ledger
     failed its check, else ``status``."""
     body = document()  # read first: the check covers what was read
+    shown = None if as_json else text()
     integrity = log.integrity
     if as_json:
         click.echo(json.dumps({**body, "integrity": integrity.to_dict()}, indent=2,
@@ -74,8 +94,21 @@ def _show(log: ExecutionLog, as_json: bool, document: Callable[[], dict[str, Any
     else:
         if integrity.warning:
             click.echo(integrity.warning)
-        click.echo(text())
+        click.echo(shown)
     sys.exit(EXIT_TAMPERED if not integrity.ok else status)
+
+
+def _moment(context: click.Context, parameter: click.Parameter, value: str | None
+            ) -> datetime | None:
+    """--since/--until as a time: a typo is a usage error, not an empty listing."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a time such as 2026-12-01 or "
+                                 "2026-12-01T08:00 (UTC) or 2026-12-01T09:00+01:00.") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 @main.command("executions")
@@ -85,13 +118,15 @@ def _show(log: ExecutionLog, as_json: bool, document: Callable[[], dict[str, Any
 @click.option("--status", help="Only executions that ended so (completed, failed, blocked, ...).")
 @click.option("--plan", "plan_id", help="Only this plan id.")
 @click.option("--mode", type=click.Choice(["DRY_RUN", "LIVE"], case_sensitive=False))
-@click.option("--since", help="Started at or after this UTC time (2026-12-01, 2026-12-01T08:00).")
-@click.option("--until", help="Started before this UTC time.")
+@click.option("--since", callback=_moment,
+              help="Started at or after this time, UTC unless it names an offset (2026-12-01, "
+                   "2026-12-01T08:00, 2026-12-01T09:00+01:00).")
+@click.option("--until", callback=_moment, help="Started before this time (as --since).")
 @click.option("--tenant", help="Only this tenant (the executor's client id).")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 def executions_command(ledger_path: Path | None, as_json: bool, status: str | None,
-                       plan_id: str | None, mode: str | None, since: str | None,
-                       until: str | None, tenant: str | None, limit: int) -> None:
+                       plan_id: str | None, mode: str | None, since: datetime | None,
+                       until: datetime | None, tenant: str | None, limit: int) -> None:
     """List the newest executions first."""
     with _reading(ledger_path, as_json) as log:
         found = log.list_executions(status=status, plan_id=plan_id, mode=mode, since=since,
@@ -165,18 +200,24 @@ def confirm_rollback_command(reference: str, ledger_path: Path | None, as_json: 
         ask = (lambda prompt: (click.echo(prompt, err=True, nl=False), input())[1]) \
             if sys.stdin.isatty() else None
         display = ExecutionDisplay(ledger=target, ask=ask)
+        guidance = display.show_rollback_guidance(scaffold)
+        if not log.integrity.ok:  # the warning first, then the guidance: nothing is asked
+            _show(log, as_json, lambda: _confirmation(scaffold, False, "refused: the ledger "
+                                                      "failed verification"),
+                  lambda: f"{guidance}\nnot confirmed: the ledger failed verification; "
+                          "nothing recorded")
         if not as_json:
-            click.echo(display.show_rollback_guidance(scaffold))
-        if not log.integrity.ok:
-            _show(log, as_json, lambda: {"format": "otel-execaudit.confirmation/1",
-                                         "confirmed": False, "reason": "refused: the ledger "
-                                         "failed verification", **scaffold.to_dict()},
-                  lambda: "not confirmed: the ledger failed verification; nothing recorded")
+            click.echo(guidance)
         confirmed, reason = display.confirm_manual_rollback(scaffold)
-        _show(log, as_json, lambda: {"format": "otel-execaudit.confirmation/1",
-                                     "confirmed": confirmed, "reason": reason,
-                                     **scaffold.to_dict()},
+        _show(log, as_json, lambda: _confirmation(scaffold, confirmed, reason),
               lambda: reason, EXIT_SHOWN if confirmed else EXIT_NOT_POSSIBLE)
+
+
+def _confirmation(scaffold: RollbackScaffold, confirmed: bool, reason: str) -> dict[str, Any]:
+    """``confirmation/1``: the scaffold's fields, with ``reason`` the confirmation's and the
+    scaffold's own reason as ``rollback_reason``."""
+    return {"format": "otel-execaudit.confirmation/1", **scaffold.to_dict(),
+            "confirmed": confirmed, "reason": reason, "rollback_reason": scaffold.reason}
 
 
 @main.command("last-error")

@@ -94,9 +94,18 @@ class ExecutionDisplay:
         record = record.record if isinstance(record, ExecutionView) else record
         names = step_names(record)
         effects = record.side_effects_report.irreversible
-        lines = [Text(f"Irreversible actions of {record.execution_id} ({len(effects)})",
+        # A step that failed may have made the irreversible change it declared (the rollback
+        # guidance counts it so): shown too, as possible, not as observed.
+        failed = {event.step_index for event in record.step_events
+                  if event.event_type is StepEventType.FAILED}
+        seen = {(effect.step_index, effect.category, effect.description) for effect in effects}
+        possible = [effect for effect in record.side_effects_report.declared
+                    if not effect.reversible and effect.step_index in failed
+                    and (effect.step_index, effect.category, effect.description) not in seen]
+        more = f", {len(possible)} more possible" if possible else ""
+        lines = [Text(f"Irreversible actions of {record.execution_id} ({len(effects)}{more})",
                       style="bold")]
-        if not effects:
+        if not effects and not possible:
             lines.append(Text("  none recorded"))
         for effect in effects:
             where = "outside any step" if effect.step_index is None else \
@@ -104,6 +113,13 @@ class ExecutionDisplay:
             line = Text("  ")
             line.append("✗ IRREVERSIBLE", style="bold red")
             line.append(f"  {where}: {effect.category.value}: {effect.description}")
+            lines.append(line)
+        for effect in possible:
+            line = Text("  ")
+            line.append("✗ IRREVERSIBLE?", style="bold red")
+            line.append(f" step {effect.step_index} ({names.get(effect.step_index, '?')}): "
+                        f"{effect.category.value}: {effect.description} (declared; the step "
+                        "failed, so it may have happened)")
             lines.append(line)
         return self._render(Group(*lines))
 

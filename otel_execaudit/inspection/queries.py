@@ -236,14 +236,21 @@ class ExecutionLog:
                 return row.entry["execution_id"]
             raise UnknownExecutionError(f"{self.path} holds no execution yet: record or run "
                                         "one first (`execaudit demo` writes an example).")
+        try:
+            reference.encode("utf-8")  # ids are text: bytes that are not UTF-8 name none
+        except UnicodeEncodeError:
+            raise UnknownExecutionError(f"no execution {reference!r} in {self.path}; "
+                                        "`execaudit executions` lists them.") from None
         exact = self._connection.execute(
             "SELECT 1 FROM entries WHERE execution_id = ? LIMIT 1", (reference,)).fetchone()
         if exact:
             return reference
-        upper = reference[:-1] + chr(ord(reference[-1]) + 1) if reference else None
+        # The range keeps to the index; substr makes it exact when the bound had to be looser.
+        upper = _above(reference)
         candidates = [name for (name,) in self._connection.execute(
             "SELECT DISTINCT execution_id FROM entries WHERE execution_id >= ? AND execution_id < ?"
-            " LIMIT 11", (reference, upper))] if reference else []
+            " AND substr(execution_id, 1, ?) = ? LIMIT 11",
+            (reference, upper, len(reference), reference))] if upper else []
         if len(candidates) == 1:
             return candidates[0]
         if not candidates:
@@ -279,7 +286,7 @@ class ExecutionLog:
         raw = self._connection.execute(
             "SELECT seq, hash, body FROM entries WHERE execution_id = ? ORDER BY seq",
             (execution_id,)).fetchall()
-        return [self._keep(seq, digest, body) for seq, digest, body in raw]
+        return [row for seq, digest, body in raw if (row := self._keep(seq, digest, body))]
 
     def _scan(self, kinds: tuple[str, ...]) -> Iterator[Row]:
         """Backwards by seq, in chunks: the newest entries are read first, and a listing stops
@@ -291,19 +298,25 @@ class ExecutionLog:
                 f"SELECT seq, hash, body FROM entries WHERE seq < ? AND seq >= ? AND kind IN ({marks})"
                 " ORDER BY seq DESC", (below, below - _SCAN_CHUNK * 64, *kinds)).fetchall()
             for seq, digest, body in raw:
-                yield self._keep(seq, digest, body)
+                row = self._keep(seq, digest, body)
+                if row is not None:
+                    yield row
             below -= _SCAN_CHUNK * 64
 
-    def _keep(self, seq: int, digest: str, body: bytes | str) -> Row:
+    def _keep(self, seq: int, digest: str, body: bytes | str) -> Row | None:
+        """The row, kept for the check of what was read; None when its body is no entry (not
+        JSON, or without its kind, ids and time, as a tampered one may be): readers skip it,
+        and the check names it."""
         body = as_bytes(body)
         self._read[seq] = (seq, digest, body)
         try:
             entry = json.loads(body)
         except ValueError:
-            entry = None
-        if not isinstance(entry, dict) or not isinstance(entry.get("data", {}), dict):
-            entry = {"kind": "unreadable", "execution_id": "", "plan_id": "", "ts": "",
-                     "data": {}}
+            return None
+        if not isinstance(entry, dict) or not isinstance(entry.get("data") or {}, dict) or \
+                not all(isinstance(entry.get(key), str)
+                        for key in ("kind", "execution_id", "plan_id", "ts")):
+            return None
         return Row(seq, digest, entry)
 
 
@@ -399,6 +412,17 @@ def _snapshot(data: Any) -> SecuritySnapshot:
     if not isinstance(data, Mapping):
         return SecuritySnapshot()
     return SecuritySnapshot.from_dict(data)
+
+
+def _above(prefix: str) -> str | None:
+    """A string above every string that starts with ``prefix`` (None for an empty prefix)."""
+    while prefix:
+        following = ord(prefix[-1]) + 1
+        following += 0x800 if 0xD800 <= following <= 0xDFFF else 0  # past the surrogates
+        if following <= 0x10FFFF:
+            return prefix[:-1] + chr(following)
+        prefix = prefix[:-1]
+    return None
 
 
 def _bound(moment: datetime | str | None) -> str | None:
