@@ -9,20 +9,11 @@
     >>> with execution("rotate-keys") as ex:
     ...     with ex.step("fetch", details={"region": "eu-west-1"}) as st:
     ...         _ = st.side_effect(SideEffectCategory.NETWORK, "GET /keys", reversible=True)
-    >>> ex.record.live_mode_state  # it ran for real
-    'LIVE'
-
-    >>> ex.status.value
-    'completed'
+    >>> ex.record.live_mode_state, ex.status.value  # it ran for real
+    ('LIVE', 'completed')
     >>> otel_execaudit.shutdown()
 
-An execution's mode is what it really does: LIVE unless ``mode="DRY_RUN"`` says the code only
-simulates, and never more LIVE than the execution it is nested in. A side effect is irreversible
-unless ``reversible=True``. An exception inside a step is recorded (FAILED step event with the
-full traceback, span status ERROR with one exception event) and re-raised unchanged; the
-execution it escapes is FAILED, and one that carries on after a failed step ends
-COMPLETED_PARTIAL. ``@plan`` and ``@step`` do the same for
-plain, async, generator and async-generator functions.
+Modes, failures and the statuses they lead to: docs/recording.md.
 """
 
 from __future__ import annotations
@@ -251,15 +242,6 @@ def execution(plan_id: str, *, execution_id: str | None = None,
 
     ``mode`` is LIVE unless given (the code in the block really runs), and DRY_RUN inside a
     dry run whatever is given.
-
-    >>> import otel_execaudit, tempfile, os
-    >>> _ = otel_execaudit.configure(ledger=os.path.join(tempfile.mkdtemp(), "l.db"),
-    ...                              exporter="none")
-    >>> with execution("demo-plan", details={"ticket": "OPS-1"}) as ex:
-    ...     pass
-    >>> ex.record.plan_id, ex.status.value
-    ('demo-plan', 'completed')
-    >>> otel_execaudit.shutdown()
     """
     return Execution(plan_id, execution_id=execution_id, mode=mode, details=details,
                      security=security)
@@ -394,17 +376,7 @@ def plan(plan_id: str | Callable[..., Any] | None = None, *, capture: Iterable[s
 
     ``capture`` names the arguments whose (redacted, bounded) values are recorded; nothing is
     captured unless named. ``mode`` as for ``execution``: LIVE unless given. Works on plain,
-    async, generator and async-generator functions.
-
-    >>> import otel_execaudit, tempfile, os
-    >>> _ = otel_execaudit.configure(ledger=os.path.join(tempfile.mkdtemp(), "l.db"),
-    ...                              exporter="none")
-    >>> @plan("nightly-rebalance", capture=["portfolio"])
-    ... def rebalance(portfolio, api_key):
-    ...     return len(portfolio)
-    >>> rebalance({"ACME": 3}, api_key="never recorded")
-    1
-    >>> otel_execaudit.shutdown()
+    async, generator and async-generator functions (examples: docs/recording.md).
     """
     if callable(plan_id):  # bare @plan
         return plan()(plan_id)
