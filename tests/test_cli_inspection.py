@@ -564,10 +564,37 @@ def test_report_writes_one_self_contained_html_file(demo, tmp_path):
         result.stdout.strip() == f"wrote {out} ({len(page):,} bytes)"
     assert failed in page
     assert page.lower().count("<script") == page.count("<script type=\"application/json\"") == 1
+    assert executable_scripts(page) == []
     assert not re.search(r"""(src|href)\s*=\s*["']?https?:""", page, re.I)
     document = as_json(execaudit("report", "last", "--ledger", path, "--html", out, "--json"))
     assert document["format"] == "otel-execaudit.report/1" and document["html"] == str(out)
     assert document["execution_id"] == demo[3] and document["bytes"] > 0
+
+
+def executable_scripts(page):
+    """The page's <script> tags but those that only carry data (type application/json)."""
+    return [tag for tag in re.findall(r"<script\b[^>]*>", page, re.I)
+            if not re.search(r"""type\s*=\s*["']application/json["']""", tag, re.I)]
+
+
+@needs_report
+def test_recorded_text_cannot_become_markup_in_the_report(tmp_path):
+    hostile = "</script><script>alert(1)</script><img src=x onerror=alert(2)>"
+    path = tmp_path / "ledger.db"
+    otel_execaudit.configure(ledger=path, exporter="none")
+    try:
+        with execution(f"plan {hostile}", execution_id="hostile") as ex:
+            with ex.step(f"step {hostile}", details={"rollback": {
+                    "description": hostile, "actions": [hostile]}}) as st:
+                st.side_effect("network", hostile, reversible=True)
+    finally:
+        otel_execaudit.shutdown()
+    out = tmp_path / "report.html"
+    result = execaudit("report", "hostile", "--ledger", path, "--html", out)
+    assert result.returncode == 0, result.stderr
+    page = out.read_text(encoding="utf-8")
+    assert executable_scripts(page) == [] and "<img" not in page.lower()
+    assert page.lower().count("<script") == 1 and page.lower().count("</script") == 1
 
 
 @needs_report
@@ -579,6 +606,19 @@ def test_report_of_no_execution_or_to_an_unwritable_place(demo, tmp_path):
     assert unwritable.returncode == 2 and unwritable.stderr.startswith("execaudit: ")
     missing_option = execaudit("report", "last", "--ledger", path)
     assert missing_option.returncode == 64
+
+
+@needs_report
+def test_a_tampered_ledgers_report_says_so_first(recorded, tmp_path):
+    path, seq = tampered_copy(recorded, tmp_path / "tampered.db")
+    out = tmp_path / "report.html"
+    result = execaudit("report", "deploy-1b", "--ledger", path, "--html", out)
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[0].startswith(f"{WARNING} at seq {seq}")
+    assert f"failed verification at seq {seq}" in out.read_text(encoding="utf-8")
+    document = as_json(execaudit("report", "deploy-1b", "--ledger", path, "--html", out,
+                                 "--json"))
+    assert document["integrity"]["ok"] is False
 
 
 # ----- exit 1: a ledger that failed verification -----------------------------------------------
