@@ -26,13 +26,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from otel_execaudit.errors import (
-    AmbiguousExecutionError,
-    LedgerError,
-    LedgerNotFoundError,
-    NotALedgerError,
-    UnknownExecutionError,
-)
+from otel_execaudit.errors import (AmbiguousExecutionError, LedgerError, LedgerNotFoundError,
+                                   NotALedgerError, UnknownExecutionError)
 from otel_execaudit.inspection.displays import ExecutionDisplay
 from otel_execaudit.inspection.integrity import Integrity
 from otel_execaudit.inspection.last_error import _EVIDENCE, Frame, get_last_error
@@ -179,9 +174,11 @@ def build_server(ledger_path: str | os.PathLike[str]) -> MCPServer:
 
     def tool(name: str, title: str, description: str) -> Callable[[Callable[..., Any]], Any]:
         annotations = ToolAnnotations(title=title, **_READ_ONLY)
-        return lambda function: server.tool(name, title=title, description=description,
-                                            annotations=annotations)(_answering(name, path,
-                                                                                function))
+
+        def register(function: Callable[..., Any]) -> Any:
+            return server.tool(name, title=title, description=description,
+                               annotations=annotations)(_answering(name, path, function))
+        return register
 
     @tool("get_last_error", "Last error", "The most recent recorded failure (optionally of "
           "one tool, plan or tenant), with its traceback and the failing line of code.")
@@ -287,8 +284,7 @@ def _answering(name: str, path: pathlib.Path, function: Callable[..., Any]) -> A
                             "an execution into it, or start the server with --ledger naming "
                             "the right file.") from None
         except NotALedgerError as error:
-            raise ToolError(f"{error} Nothing was read; start the server with --ledger naming "
-                            "an otel-execaudit ledger.") from None
+            raise ToolError(f"{error} Nothing was read.") from None
         except LedgerError as error:
             raise ToolError(f"{error} Nothing was read; verify_ledger reports the damage.") \
                 from None
