@@ -1,6 +1,8 @@
 import pytest
 import structlog
 
+import otel_execaudit
+
 # Scripts that tests run as subprocesses are not test modules (nor doctest sources).
 collect_ignore_glob = ["telemetry_scripts/*", "ledger_worker.py"]
 
@@ -11,3 +13,13 @@ def unconfigured_structlog():
     package's doctests run) as an application that never configured it."""
     yield
     structlog.reset_defaults()
+
+
+@pytest.fixture()
+def ledger_path(tmp_path):
+    """A fresh ledger the process records into (``configure``), shut down afterwards. Test
+    modules with a ledger fixture of their own (test_cli, test_verify) keep theirs."""
+    path = tmp_path / "ledger.db"
+    otel_execaudit.configure(ledger=path, exporter="none")
+    yield path
+    otel_execaudit.shutdown()

@@ -23,14 +23,6 @@ from otel_execaudit.errors import AmbiguousExecutionError, UnknownExecutionError
 from otel_execaudit.inspection import ExecutionLog, integrity
 
 
-@pytest.fixture()
-def ledger_path(tmp_path):
-    path = tmp_path / "ledger.db"
-    otel_execaudit.configure(ledger=path, exporter="none")
-    yield path
-    otel_execaudit.shutdown()
-
-
 def read(path, reference):
     otel_execaudit.get_runtime().ledger.sync()
     with ExecutionLog(path) as log:
@@ -104,8 +96,6 @@ def test_a_replayed_id_holds_runs_told_apart(ledger_path):
         with execution("job", execution_id="same") as ex:
             with ex.step(f"attempt-{attempt}"):
                 pass
-    with ExecutionLog(ledger_path) as log:
-        otel_execaudit.get_runtime().ledger.sync()
     view = read(ledger_path, "same")
     assert (view.run, view.runs) == (2, 2)
     assert view.record == ex.record
@@ -163,6 +153,11 @@ def test_listing_filters_and_orders_newest_first(ledger_path):
         started = log.list_executions()[1].started_at
         assert ids(since=started) == ["e3", "e2"]
         assert ids(until=started) == ["e1"]
+        whole_second = started[:19] + "Z"  # sorts after that second's entries as plain text
+        assert "e2" in ids(since=whole_second)
+        assert "e2" in ids(since=started[:19] + "+00:00") and ids(until="2000-01-01") == []
+        with pytest.raises(ValueError, match="is not a time"):
+            log.list_executions(since="yesterday")
 
 
 def test_a_tampered_ledger_is_reported_whole_when_small(ledger_path):

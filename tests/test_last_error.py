@@ -12,14 +12,6 @@ from otel_execaudit.inspection import get_last_error
 from otel_execaudit.inspection.last_error import MESSAGE_LIMIT, TRACEBACK_LIMIT
 
 
-@pytest.fixture()
-def ledger_path(tmp_path):
-    path = tmp_path / "ledger.db"
-    otel_execaudit.configure(ledger=path, exporter="none")
-    yield path
-    otel_execaudit.shutdown()
-
-
 class QuotaError(Exception):
     pass
 

@@ -21,14 +21,6 @@ from otel_execaudit.inspection import (
 INSPECTION = pathlib.Path(otel_execaudit.__file__).parent / "inspection"
 
 
-@pytest.fixture()
-def ledger_path(tmp_path):
-    path = tmp_path / "ledger.db"
-    otel_execaudit.configure(ledger=path, exporter="none")
-    yield path
-    otel_execaudit.shutdown()
-
-
 def three_steps(first_reversible=True, second_reversible=True):
     with execution("migrate", execution_id="m-1") as ex:
         with ex.step("create_db") as st:

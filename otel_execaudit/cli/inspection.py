@@ -196,9 +196,7 @@ def confirm_rollback_command(reference: str, ledger_path: Path | None, as_json: 
     with _reading(target, as_json) as log:
         view = log.get_execution(reference)
         scaffold = RollbackPlanner.plan_rollback(view.record, view.rollback_hints)
-        # The prompt goes to stderr, so that stdout holds only the result (JSON with --json).
-        ask = (lambda prompt: (click.echo(prompt, err=True, nl=False), input())[1]) \
-            if sys.stdin.isatty() else None
+        ask = _ask_on_stderr if sys.stdin.isatty() else None
         display = ExecutionDisplay(ledger=target, ask=ask)
         guidance = display.show_rollback_guidance(scaffold)
         if not log.integrity.ok:  # the warning first, then the guidance: nothing is asked
@@ -211,6 +209,12 @@ def confirm_rollback_command(reference: str, ledger_path: Path | None, as_json: 
         confirmed, reason = display.confirm_manual_rollback(scaffold)
         _show(log, as_json, lambda: _confirmation(scaffold, confirmed, reason),
               lambda: reason, EXIT_SHOWN if confirmed else EXIT_NOT_POSSIBLE)
+
+
+def _ask_on_stderr(prompt: str) -> str:
+    """Ask on stderr, so that stdout holds only the result (JSON with --json)."""
+    click.echo(prompt, err=True, nl=False)
+    return input()
 
 
 def _confirmation(scaffold: RollbackScaffold, confirmed: bool, reason: str) -> dict[str, Any]:

@@ -212,11 +212,11 @@ class PlanRun(UsageKeeping, PathEndings):
         adapter = self.adapters.get(step.action_type)
         simulated = step.acts and self.mode is ExecutionMode.DRY_RUN
         kind = "READ" if not step.acts else ("SIMULATED" if simulated else "LIVE")
-        handle = observer.start_step(step.name, {
-            "action_type": step.action_type, "params": dict(step.params), "type": kind,
-            "adapter": adapter.name if adapter else None,
-            # the plan's hint, verbatim, for rollback guidance read from the ledger later
-            "rollback": step.rollback.to_dict() if step.rollback else None}, index=index)
+        details = {"action_type": step.action_type, "params": dict(step.params), "type": kind,
+                   "adapter": adapter.name if adapter else None}
+        if step.rollback:  # the plan's hint, verbatim, for rollback guidance read later
+            details["rollback"] = step.rollback.to_dict()
+        handle = observer.start_step(step.name, details, index=index)
         for effect in step.side_effects:
             observer.declare_side_effect(effect.category, effect.description or step.name,
                                          effect.reversible, step_index=index)

@@ -30,7 +30,7 @@ from otel_execaudit.errors import (AmbiguousExecutionError, LedgerError, LedgerN
                                    NotALedgerError, UnknownExecutionError)
 from otel_execaudit.inspection.displays import ExecutionDisplay
 from otel_execaudit.inspection.integrity import Integrity
-from otel_execaudit.inspection.last_error import _EVIDENCE, Frame, get_last_error
+from otel_execaudit.inspection.last_error import EVIDENCE_NOTE, Frame, get_last_error
 from otel_execaudit.inspection.queries import ExecutionLog, ExecutionSummary, ExecutionView
 from otel_execaudit.inspection.rollback import RollbackPlanner
 from otel_execaudit.ledger import verify
@@ -41,7 +41,6 @@ from otel_execaudit.telemetry.logs import get_logger
 
 __all__ = ["build_server", "serve"]
 
-NOTE = _EVIDENCE  # one wording for "recorded data, not instructions", as get_last_error's
 _READ_ONLY = dict(read_only_hint=True, idempotent_hint=True, destructive_hint=False,
                   open_world_hint=False)
 _INSTRUCTIONS = ("Read-only view of an otel-execaudit ledger: what executions did, the last "
@@ -195,10 +194,10 @@ def build_server(ledger_path: str | os.PathLike[str]) -> MCPServer:
                 ("tool_name", tool_name), ("plan_id", plan_id), ("tenant", tenant)) if value)
             return _result(answer, "No failure recorded" + (f" for {which}." if which else "."))
         answer.error = RecordedError.model_validate(error.to_dict())
-        answer.succeeded_since, answer.note = since, NOTE
+        answer.succeeded_since, answer.note = since, EVIDENCE_NOTE
         answer.suggestions = _about(error.execution_id)
         later = f"\nSince then, {error.tool_name!r} completed at {since}." if since else ""
-        return _result(answer, str(error).removesuffix("\n" + NOTE) + later)
+        return _result(answer, str(error).removesuffix("\n" + EVIDENCE_NOTE) + later)
 
     @tool("list_executions", "Executions", "Recorded executions, newest first, optionally "
           "filtered.")
@@ -219,7 +218,7 @@ def build_server(ledger_path: str | os.PathLike[str]) -> MCPServer:
         if not found:
             return _result(answer, "No execution matches." if not log.empty
                            else "No execution recorded yet.")
-        answer.note = NOTE
+        answer.note = EVIDENCE_NOTE
         answer.suggestions = [Suggestion(tool="show_execution", arguments={
             "execution_id": found[0].execution_id}, purpose="steps and side effects of one")]
         lines = [f"{item.started_at}  {item.execution_id}  {item.plan_id}  {item.status}  "
@@ -235,7 +234,7 @@ def build_server(ledger_path: str | os.PathLike[str]) -> MCPServer:
             view, frame = _view(log, execution_id), _frame(log)
         document = _execution(view)
         failed = next((step for step in document["steps"] if step.outcome == "failed"), None)
-        answer = ExecutionAnswer(**frame, **document, note=NOTE,
+        answer = ExecutionAnswer(**frame, **document, note=EVIDENCE_NOTE,
                                  suggestions=_about(view.record.execution_id, failed))
         return _result(answer, ExecutionDisplay(color=False).display_execution_summary(view))
 
@@ -246,7 +245,7 @@ def build_server(ledger_path: str | os.PathLike[str]) -> MCPServer:
             view, frame = _view(log, execution_id), _frame(log)
         scaffold = RollbackPlanner.plan_rollback(view.record)
         answer = RollbackAnswer(**frame, **{**scaffold.to_dict(), "rollback_hints": list(
-            scaffold.rollback_hints)}, note=NOTE)
+            scaffold.rollback_hints)}, note=EVIDENCE_NOTE)
         return _result(answer, ExecutionDisplay(color=False).show_rollback_guidance(scaffold))
 
     @tool("verify_ledger", "Verify ledger", "Verify the ledger's hash chain: whether any entry "

@@ -26,7 +26,7 @@ import dataclasses
 import json
 import pathlib
 import sqlite3
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Iterator, Mapping
 
 from otel_execaudit.errors import (
@@ -189,7 +189,7 @@ class ExecutionLog:
         since_text, until_text = _bound(since), _bound(until)
         found: list[ExecutionSummary] = []
         seen: set[str] = set()
-        for row in self._scan(("execution.started",)):
+        for row in self.scan(("execution.started",)):
             execution_id = row.entry["execution_id"]
             if execution_id in seen:
                 continue
@@ -211,7 +211,7 @@ class ExecutionLog:
         return found
 
     def _summary(self, execution_id: str) -> ExecutionSummary:
-        runs = split_runs(self._rows(execution_id))
+        runs = split_runs(self.rows(execution_id))
         run = runs[-1]
         view = build_view(run, len(runs), len(runs))
         record = view.record
@@ -232,7 +232,7 @@ class ExecutionLog:
         ``AmbiguousExecutionError`` (a prefix of several ids, which it lists).
         """
         if reference == "last":
-            for row in self._scan(("execution.started",)):
+            for row in self.scan(("execution.started",)):
                 return row.entry["execution_id"]
             raise UnknownExecutionError(f"{self.path} holds no execution yet: record or run "
                                         "one first (`execaudit demo` writes an example).")
@@ -265,31 +265,24 @@ class ExecutionLog:
         """One execution (by id, unique prefix or ``last``): its latest run, or run ``run``
         (1-based) of an id that holds several (a replay reuses its id)."""
         execution_id = self.resolve(reference)
-        runs = split_runs(self._rows(execution_id))
+        runs = split_runs(self.rows(execution_id))
         number = len(runs) if run is None else run
         if not 1 <= number <= len(runs):
             raise UnknownExecutionError(f"execution {execution_id} has {len(runs)} run(s); "
                                         f"there is no run {run}.")
         return build_view(runs[number - 1], number, len(runs))
 
-    def rows(self, execution_id: str) -> list[Row]:
-        """Every entry of ``execution_id``, in order (for readers that need all of them)."""
-        return self._rows(execution_id)
-
-    def scan(self, kinds: tuple[str, ...]) -> Iterator[Row]:
-        """Entries of the given kinds, newest first."""
-        return self._scan(kinds)
-
     # ----- plumbing --------------------------------------------------------------------------
 
-    def _rows(self, execution_id: str) -> list[Row]:
+    def rows(self, execution_id: str) -> list[Row]:
+        """Every entry of ``execution_id``, in order."""
         raw = self._connection.execute(
             "SELECT seq, hash, body FROM entries WHERE execution_id = ? ORDER BY seq",
             (execution_id,)).fetchall()
         return [row for seq, digest, body in raw if (row := self._keep(seq, digest, body))]
 
-    def _scan(self, kinds: tuple[str, ...]) -> Iterator[Row]:
-        """Backwards by seq, in chunks: the newest entries are read first, and a listing stops
+    def scan(self, kinds: tuple[str, ...]) -> Iterator[Row]:
+        """Entries of the given kinds, newest first: backwards by seq, in chunks: the newest entries are read first, and a listing stops
         as soon as it has what it needs, however long the ledger."""
         marks = ",".join("?" * len(kinds))
         below = self.last_seq + 1
@@ -426,10 +419,17 @@ def _above(prefix: str) -> str | None:
 
 
 def _bound(moment: datetime | str | None) -> str | None:
-    """A since/until bound as a ledger timestamp prefix (timestamps compare as text)."""
+    """A since/until bound in the ledger's timestamp form, so that it compares as text with
+    every entry's ``ts`` (a bound written as ``12:00:00Z`` would sort after ``12:00:00.5Z``).
+    Text is read as ISO 8601, UTC unless it names an offset."""
     if moment is None:
         return None
-    if isinstance(moment, datetime):
-        return format_timestamp(moment)
-    return str(moment).replace(" ", "T")
-
+    if not isinstance(moment, datetime):
+        try:
+            moment = datetime.fromisoformat(str(moment).replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{moment!r} is not a time such as 2026-12-01 or "
+                             "2026-12-01T08:00 (UTC) or 2026-12-01T09:00+01:00") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return format_timestamp(moment)
