@@ -72,3 +72,13 @@ class AmbiguousExecutionError(UnknownExecutionError):
         super().__init__(message)
         self.candidates = candidates
 
+
+
+class ProofError(LedgerError, ValueError):
+    """A Merkle proof, checkpoint, signed note or proof bundle does not verify or is malformed;
+    the message says which part failed."""
+
+
+class AnchorError(LedgerError):
+    """The ledger disagrees with a checkpoint held outside it (truncated, rewritten or forked);
+    the message carries the evidence."""
