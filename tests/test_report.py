@@ -24,7 +24,7 @@ import pytest
 import otel_execaudit
 from otel_execaudit.demo import run_demo, run_guarded_demo
 from otel_execaudit.inspection import ExecutionLog, Integrity, RollbackPlanner, RollbackScaffold
-from otel_execaudit.inspection.queries import ExecutionView
+from otel_execaudit.inspection.rebuild import ExecutionView
 from otel_execaudit.inspection.report import (CSP, DATA_BUDGET, ROW_CAPS, TEXT_CAPS,
                                               embedded_data, render_report)
 from otel_execaudit.recording import (ExecutionRecord, ExecutionStatus, SecuritySnapshot,

@@ -31,7 +31,8 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from otel_execaudit.inspection.queries import ExecutionLog, ExecutionView
+from otel_execaudit.inspection.queries import ExecutionLog
+from otel_execaudit.inspection.rebuild import ExecutionView
 from otel_execaudit.inspection.rollback import RollbackScaffold
 from otel_execaudit.ledger import Ledger, canonical_bytes
 from otel_execaudit.recording import ExecutionRecord, StepEventType

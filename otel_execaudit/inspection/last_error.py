@@ -33,7 +33,8 @@ import re
 import sysconfig
 from typing import Any, Mapping
 
-from otel_execaudit.inspection.queries import ExecutionLog, Row, split_runs, tenant_of
+from otel_execaudit.inspection.queries import ExecutionLog
+from otel_execaudit.inspection.rebuild import Row, split_runs, tenant_of
 
 __all__ = ["EVIDENCE_NOTE", "Frame", "LastError", "get_last_error", "parse_traceback"]
 

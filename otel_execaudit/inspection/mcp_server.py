@@ -31,7 +31,8 @@ from otel_execaudit.errors import (AmbiguousExecutionError, LedgerError, LedgerN
 from otel_execaudit.inspection.displays import ExecutionDisplay
 from otel_execaudit.inspection.integrity import Integrity
 from otel_execaudit.inspection.last_error import EVIDENCE_NOTE, Frame, get_last_error
-from otel_execaudit.inspection.queries import ExecutionLog, ExecutionSummary, ExecutionView
+from otel_execaudit.inspection.queries import ExecutionLog, ExecutionSummary
+from otel_execaudit.inspection.rebuild import ExecutionView
 from otel_execaudit.inspection.rollback import RollbackPlanner
 from otel_execaudit.ledger import verify
 from otel_execaudit.recording import ExecutionStatus, StepEventType

@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import Any, Callable, Mapping, Sequence
 
 from otel_execaudit.inspection.integrity import Integrity
-from otel_execaudit.inspection.queries import ExecutionView
+from otel_execaudit.inspection.rebuild import ExecutionView
 from otel_execaudit.inspection.rollback import RollbackScaffold
 from otel_execaudit.recording import ExecutionRecord, SideEffect, StepEventType
 from otel_execaudit.recording.records import escaped_text, format_timestamp, thawed
