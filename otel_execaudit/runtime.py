@@ -14,6 +14,7 @@ TracerProvider the application has (a no-op one if it has none)::
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +22,21 @@ from typing import Any, Iterable, Mapping
 
 from opentelemetry import trace
 
+from otel_execaudit.errors import ExecAuditError
+from otel_execaudit.ledger.checkpointing import Checkpointing, StoredCheckpoint
+from otel_execaudit.ledger.keys import read_signing_key
+from otel_execaudit.ledger.note import SignerKey
 from otel_execaudit.ledger.store import Durability, Ledger, default_ledger_path
+from otel_execaudit.ledger.witness import Witnessed, WitnessState
 from otel_execaudit.redaction import Limits, Redactor
-from otel_execaudit.telemetry.pipeline import Telemetry
 from otel_execaudit.telemetry.build import build_telemetry
+from otel_execaudit.telemetry.logs import get_logger
+from otel_execaudit.telemetry.pipeline import Telemetry, emit_event
 
 TRACER_NAME = "otel_execaudit"
+CHECKPOINT_EVENT = "execaudit.ledger.checkpoint"
+
+_log = get_logger()
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,10 @@ def configure(
     limits: Limits | None = None,
     max_span_events: int | None = None,
     log_exporter: Any = None,
+    signing_key: SignerKey | str | Path | None = None,
+    state: str | Path | bool | None = None,
+    checkpoint_every: int = 10_000,
+    checkpoint_interval: float = 60.0,
 ) -> Runtime:
     """Set up ledger, OpenTelemetry export and redaction in one call.
 
@@ -98,6 +112,13 @@ def configure(
     already running finish on the ledger they started with (their spans may be dropped, as
     the previous exporter is shut down).
 
+    Checkpoints of the ledger (its Merkle tree head) are taken at the end of every execution,
+    every ``checkpoint_every`` entries and every ``checkpoint_interval`` seconds; they are signed
+    with ``signing_key`` (a key file from ``execaudit keygen``, its text, or a ``SignerKey``;
+    default ``$EXECAUDIT_SIGNING_KEY``, else unsigned) and each is sent to the witness state file
+    ``state`` (default ``$EXECAUDIT_STATE``, else the user's state directory; ``False``: none)
+    and exported as an event. See docs/ledger-format.md#checkpoints.
+
     >>> import otel_execaudit, tempfile, os
     >>> path = os.path.join(tempfile.mkdtemp(), "ledger.db")
     >>> otel_execaudit.configure(ledger=path, exporter="console").ledger.path.name
@@ -105,15 +126,22 @@ def configure(
     >>> otel_execaudit.shutdown()
     """
     global _runtime
-    if isinstance(ledger, Ledger):
-        opened = ledger
-    else:
-        opened = Ledger(ledger if ledger is not None else default_ledger_path(),
-                        durability=durability)
+    signer = read_signing_key(signing_key) if signing_key is not None else _signer_from_environment()
     telemetry = build_telemetry(
         service_name=service_name, exporter=exporter, protocol=protocol, endpoint=endpoint,
         headers=headers, tracer_provider=tracer_provider, set_global=set_global,
         deadline=deadline, max_span_events=max_span_events, log_exporter=log_exporter)
+    if isinstance(ledger, Ledger):
+        opened = ledger
+    else:
+        checkpointing = Checkpointing(signer, int(checkpoint_every), float(checkpoint_interval),
+                                      _listeners(state, telemetry))
+        try:
+            opened = Ledger(ledger if ledger is not None else default_ledger_path(),
+                            durability=durability, checkpointing=checkpointing)
+        except BaseException:
+            telemetry.shutdown()
+            raise
     redactor = Redactor(limits=limits or Limits()).with_keys(redact)
     runtime = Runtime(ledger=opened, tracer=telemetry.tracer, redactor=redactor,
                       telemetry=telemetry, owns_ledger=not isinstance(ledger, Ledger))
@@ -132,7 +160,8 @@ def get_runtime() -> Runtime:
         return runtime
     with _lock:
         if _runtime is None:
-            _runtime = Runtime(ledger=Ledger(default_ledger_path()),
+            checkpointing = Checkpointing(_signer_from_environment(), listeners=_listeners(None, None))
+            _runtime = Runtime(ledger=Ledger(default_ledger_path(), checkpointing=checkpointing),
                                tracer=trace.get_tracer(TRACER_NAME), redactor=Redactor())
         return _runtime
 
@@ -154,3 +183,43 @@ def shutdown(timeout: float | None = None) -> None:
         runtime, _runtime = _runtime, None
     if runtime is not None:
         runtime.shutdown(timeout)
+
+
+def _signer_from_environment() -> SignerKey | None:
+    configured = os.environ.get("EXECAUDIT_SIGNING_KEY")
+    return read_signing_key(configured) if configured else None
+
+
+def _listeners(state: str | Path | bool | None, telemetry: Telemetry | None) -> tuple:
+    """What each checkpoint is handed to: the witness state file (unless ``state`` is False)
+    and the events the traces go with, so that copies exist outside the ledger."""
+    def export(path: Path, checkpoint: StoredCheckpoint, root_at: Any) -> None:
+        emit_event(telemetry, CHECKPOINT_EVENT, checkpoint_attributes(checkpoint))
+
+    if state is False:
+        return (export,)
+    witness = WitnessState(None if state is None or state is True else state)
+
+    def record(path: Path, checkpoint: StoredCheckpoint, root_at: Any) -> None:
+        def extends(held: Witnessed) -> str | None:
+            if root_at(held.size) == held.root:
+                return None
+            return (f"its root at size {held.size} is not the one witnessed {held.updated}: the "
+                    "entries up to it were changed")
+        try:
+            witness.record(Witnessed(checkpoint.origin, checkpoint.size, checkpoint.root,
+                                     checkpoint.note, str(path), checkpoint.ts),
+                           extends)
+        except ExecAuditError as problem:
+            _log.error("checkpoint not witnessed", problem=str(problem))
+
+    return (record, export)
+
+
+def checkpoint_attributes(checkpoint: StoredCheckpoint) -> dict[str, Any]:
+    """The attributes of a checkpoint's span event and log record."""
+    return {"execaudit.checkpoint.origin": checkpoint.origin,
+            "execaudit.checkpoint.size": checkpoint.size,
+            "execaudit.checkpoint.root": checkpoint.checkpoint.body().split("\n")[2],
+            "execaudit.checkpoint.signed": checkpoint.signed,
+            "execaudit.checkpoint.note": checkpoint.note}

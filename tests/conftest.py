@@ -15,6 +15,15 @@ def unconfigured_structlog():
     structlog.reset_defaults()
 
 
+@pytest.fixture(autouse=True)
+def witness_state(tmp_path_factory, monkeypatch):
+    """Each test's checkpoints go to a witness state file of its own (and so do those of the
+    processes it starts), never to the user's."""
+    path = tmp_path_factory.mktemp("state") / "checkpoints.json"
+    monkeypatch.setenv("EXECAUDIT_STATE", str(path))
+    return path
+
+
 @pytest.fixture()
 def ledger_path(tmp_path):
     """A fresh ledger the process records into (``configure``), shut down afterwards. Test

@@ -339,7 +339,9 @@ def test_a_malformed_action_request_fails_with_one_terminal_event(execaudit_capt
     assert result.status is ResultStatus.FAILED and result.error
     assert calls == []
     assert [error_code for _, error_code in terminal_events(execaudit_capture)] == [code]
-    assert len(execaudit_capture.events()) == 1  # and one OpenTelemetry log record
+    names = [name for name, _ in execaudit_capture.events()]
+    # one terminal event as an OpenTelemetry log record, and the ledger's checkpoint after it
+    assert names == ["execaudit.action.terminal", "execaudit.ledger.checkpoint"]
     assert execaudit_capture.verify().ok
 
 

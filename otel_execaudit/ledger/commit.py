@@ -6,6 +6,7 @@ closed before fork() and at interpreter exit.
 from __future__ import annotations
 
 import atexit
+import datetime
 import enum
 import os
 import pathlib
@@ -15,8 +16,15 @@ import threading
 import time
 import weakref
 
-from otel_execaudit.errors import LedgerWriteError
+from otel_execaudit.errors import LedgerError, LedgerWriteError
 from otel_execaudit.ledger.canonical import GENESIS_PREV
+from otel_execaudit.ledger.checkpointing import (
+    Checkpointing,
+    StoredCheckpoint,
+    checkpointed_size,
+    root_at,
+    take_checkpoint,
+)
 from otel_execaudit.ledger.file import rollback_quietly, write_error
 
 __all__ = ["Durability", "GROUP_SIZE_CAP", "GroupCommit", "SYNCHRONOUS"]
@@ -50,6 +58,7 @@ class GroupCommit:
     durability: Durability
     batch_delay: float
     lock_timeout: float
+    checkpointing: Checkpointing
     _closed: bool
 
     def _reset_process_state(self) -> None:
@@ -66,6 +75,10 @@ class GroupCommit:
         self._deadline = 0.0
         self._tail_seq = -1
         self._tail_hash = GENESIS_PREV
+        self._checkpointed = -1  # the size of the latest checkpoint this process knows; -1 unknown
+        self._checkpoint_deadline = time.monotonic() + self.checkpointing.interval
+        self.last_checkpoint: StoredCheckpoint | None = None
+        self.checkpoint_problem: Exception | None = None
 
     # -- groups ---------------------------------------------------------------------------------
 
@@ -87,11 +100,16 @@ class GroupCommit:
         if self.durability is not Durability.FULL:
             self._wake_committer()
 
-    def _commit_group(self, connection: sqlite3.Connection, *, last_is_current: bool = False) -> None:
-        """Commit the open group; ``last_is_current``: its last entry is the append in progress."""
+    def _commit_group(self, connection: sqlite3.Connection, *, last_is_current: bool = False,
+                      checkpoint: bool = False) -> None:
+        """Commit the open group, with a checkpoint when asked (``checkpoint``) or due;
+        ``last_is_current``: its last entry is the append in progress."""
         self._in_group = False
+        taken = None
         try:
             self._flush_pending(connection)
+            if checkpoint or self._checkpoint_due(connection):
+                taken = self._take_checkpoint(connection)
             connection.execute("COMMIT")
         except sqlite3.Error as error:
             self._pending.clear()
@@ -100,6 +118,46 @@ class GroupCommit:
             raise write_error(
                 self.path, error, self.lock_timeout, self._lost_range(acknowledged_last), refused=last_is_current
             ) from error
+
+        if taken is not None:
+            self._announce(connection, taken)
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    def _checkpoint_due(self, connection: sqlite3.Connection) -> bool:
+        if self._checkpointed < 0:  # once per process; another process's checkpoints are seen later
+            self._checkpointed = checkpointed_size(connection)
+        size = self._tail_seq + 1
+        return size > self._checkpointed and (
+            size - self._checkpointed >= self.checkpointing.every
+            or time.monotonic() >= self._checkpoint_deadline)
+
+    def _take_checkpoint(self, connection: sqlite3.Connection) -> StoredCheckpoint | None:
+        """Take a checkpoint inside the open transaction; a failure is kept in
+        ``checkpoint_problem`` and never loses the group."""
+        self._checkpoint_deadline = time.monotonic() + self.checkpointing.interval
+        connection.execute("SAVEPOINT checkpoint")
+        try:
+            previous = self._checkpointed
+            taken = take_checkpoint(connection, self._tail_seq + 1, self.checkpointing.signer, _now())
+            connection.execute("RELEASE checkpoint")
+        except (LedgerError, sqlite3.Error) as problem:
+            connection.execute("ROLLBACK TO checkpoint")
+            connection.execute("RELEASE checkpoint")
+            self.checkpoint_problem = problem
+            return None
+        self.checkpoint_problem = None
+        if taken is None:
+            return None
+        self._checkpointed, self.last_checkpoint = taken.size, taken
+        return taken if taken.size != previous else None
+
+    def _announce(self, connection: sqlite3.Connection, taken: StoredCheckpoint) -> None:
+        for listener in self.checkpointing.listeners:
+            try:
+                listener(self.path, taken, lambda size: root_at(connection, size))
+            except Exception:  # noqa: BLE001 - a listener (witness, telemetry) never fails a commit
+                pass
 
     def _flush_pending(self, connection: sqlite3.Connection) -> None:
         """Insert the rows appended since the last flush (inside the open group)."""
@@ -134,7 +192,7 @@ class GroupCommit:
                 return
             self._closed = True
             self._wake.notify_all()
-            failure = self._commit_and_close()
+            failure = self._commit_and_close(checkpoint=True)
             if failure is not None:
                 raise failure
             if self._failure is not None:
@@ -148,14 +206,21 @@ class GroupCommit:
         self._lock.acquire()
         self._failure = self._commit_and_close() or self._failure
 
-    def _commit_and_close(self) -> LedgerWriteError | None:
-        """Commit the open group and close the connection; return the commit's failure."""
+    def _commit_and_close(self, *, checkpoint: bool = False) -> LedgerWriteError | None:
+        """Commit the open group (with a checkpoint when asked) and close the connection;
+        return the commit's failure."""
         connection, self._connection, self._inserter = self._connection, None, None
         if connection is None:
             return None
         try:
             if self._in_group:
-                self._commit_group(connection)
+                self._commit_group(connection, checkpoint=checkpoint)
+            elif checkpoint and self._tail_seq + 1 > max(self._checkpointed, 0):
+                try:  # appended here since the last checkpoint: one more before closing
+                    self._begin_group(connection)
+                    self._commit_group(connection, checkpoint=True)
+                except LedgerWriteError as error:
+                    self.checkpoint_problem = error
         except LedgerWriteError as error:
             return error
         finally:
@@ -218,3 +283,8 @@ os.register_at_fork(
     before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
 )
 atexit.register(_close_all_at_exit)
+
+
+def _now() -> str:
+    """The time in the ledger's timestamp form (2026-11-22T03:07:19.123456Z)."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

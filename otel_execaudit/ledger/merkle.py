@@ -119,19 +119,19 @@ def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes],
 
 def verify_consistency(size1: int, size2: int, proof: Sequence[bytes], root1: bytes, root2: bytes) -> None:
     """Check that tree ``root1`` is a prefix of ``root2``. Example: ``verify_consistency(2, 5, p, r1, r2)``."""
-    _check_hash(root1, "consistency: root1")
-    _check_hash(root2, "consistency: root2")
-    _check_proof(proof, "consistency")
     if not _is_count(size1) or not _is_count(size2) or size1 > size2:
         raise ProofError(f"consistency: sizes {size1!r} and {size2!r} are not 0 < size1 <= size2")
     if size1 == 0:
         raise ProofError("consistency: size1 is 0, and RFC 9162 defines no proof from the empty tree")
-    if size1 == size2:
+    if size1 == size2:  # as the reference verifiers: the roots are compared as given
         if proof:
             raise ProofError(f"consistency: sizes are equal ({size1}) but the proof is not empty")
         if root1 != root2:
             raise ProofError(f"consistency: sizes are equal ({size1}) but the roots differ")
         return
+    _check_hash(root1, "consistency: root1")
+    _check_hash(root2, "consistency: root2")
+    _check_proof(proof, "consistency")
     if not proof:
         raise ProofError(f"consistency: the proof from size {size1} to {size2} is empty")
     # When size1 is a power of two the old tree is itself a node of the new one, and its root starts the path.

@@ -27,6 +27,7 @@ import orjson
 
 from otel_execaudit.errors import LedgerWriteError
 from otel_execaudit.ledger.canonical import CanonicalizationError, canonical_entry_bytes, leaf_hash_hex
+from otel_execaudit.ledger.checkpointing import Checkpointing, StoredCheckpoint
 from otel_execaudit.ledger.commit import GROUP_SIZE_CAP, SYNCHRONOUS, Durability, GroupCommit
 from otel_execaudit.ledger.file import (
     FORMAT_VERSION,
@@ -87,11 +88,13 @@ class Ledger(GroupCommit):
         durability: Durability | str = Durability.BATCH,
         batch_delay: float = 0.05,
         lock_timeout: float = 5.0,
+        checkpointing: Checkpointing | None = None,
     ) -> None:
         self.path = pathlib.Path(path if path is not None else default_ledger_path()).absolute()
         self.durability = Durability(durability)
         self.batch_delay = float(batch_delay)
         self.lock_timeout = float(lock_timeout)
+        self.checkpointing = checkpointing or Checkpointing()
         self._closed = False
         self._reset_process_state()
         with self._lock:
@@ -228,6 +231,27 @@ class Ledger(GroupCommit):
                 self._raise_failure()
             if self._in_group:
                 self._commit_group(self._usable_inserter().connection)
+        finally:
+            self._lock.release()
+
+    def checkpoint(self) -> StoredCheckpoint | None:
+        """Commit everything appended so far together with a checkpoint of it, and return that
+        checkpoint (the latest one when nothing was appended since; None for an empty ledger).
+
+        The checkpoint is signed when ``checkpointing.signer`` is set, and handed to the
+        listeners (the runtime's witness). It never raises for the checkpoint itself: when the
+        previous checkpoint no longer matches the entries, none is taken, the reason is kept in
+        ``checkpoint_problem`` and None is returned. Example: ``ledger.checkpoint().size``.
+        """
+        self._acquire()
+        try:
+            if self._failure is not None:
+                self._raise_failure()
+            connection = self._usable_inserter().connection
+            if not self._in_group:
+                self._begin_group(connection)
+            self._commit_group(connection, checkpoint=True)
+            return None if self.checkpoint_problem is not None else self.last_checkpoint
         finally:
             self._lock.release()
 

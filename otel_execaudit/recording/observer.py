@@ -46,7 +46,7 @@ from otel_execaudit.recording.records import (
     utc_now,
 )
 from otel_execaudit.redaction import Redactor
-from otel_execaudit.runtime import get_runtime
+from otel_execaudit.runtime import CHECKPOINT_EVENT, checkpoint_attributes, get_runtime
 from otel_execaudit.recording.failure import Failure, describe_failure, printable
 from otel_execaudit.recording.security import SecurityProvider, read_security
 from otel_execaudit.recording.spans import (
@@ -328,6 +328,7 @@ class ExecutionObserver(_StepRecording):
                 if failure is not None:
                     data.update(error_type=failure.error_type, traceback=failure.traceback)
                 self._append("execution.ended", self.trace_id, self.span_id, data)
+                self._checkpoint()
             finally:  # whatever failed above, the execution is over and its span ends
                 self._status, self._reason = status, text
                 self._ended_at = parse_timestamp(self._last_time) if self._last_time else None
@@ -348,6 +349,18 @@ class ExecutionObserver(_StepRecording):
         return self.ledger.append({
             "kind": kind, "ts": now, "execution_id": self.execution_id,
             "plan_id": self.plan_id, "trace_id": trace_id, "span_id": span_id, "data": data})
+
+    def _checkpoint(self) -> None:
+        """Checkpoint the ledger with this execution's end in it, and put the checkpoint on the
+        root span: the trace backend then holds a copy of it outside the ledger. This commits
+        the execution's entries: a failure to do so raises, as a failed append would."""
+        checkpoint = self.ledger.checkpoint()
+        if checkpoint is None:
+            if self.ledger.checkpoint_problem is not None:
+                _log.error("no checkpoint at the end of the execution", execution_id=self.execution_id,
+                           problem=str(self.ledger.checkpoint_problem))
+            return
+        self.root.add_event(CHECKPOINT_EVENT, checkpoint_attributes(checkpoint), reserved=True)
 
     def _ensure_open(self) -> None:
         if self._status is not ExecutionStatus.STARTED:
