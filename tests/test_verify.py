@@ -15,6 +15,7 @@ import pytest
 
 from otel_execaudit.ledger.canonical import GENESIS_PREV, canonical_bytes, leaf_hash_hex
 from otel_execaudit.errors import LedgerNotFoundError, NotALedgerError
+from otel_execaudit.ledger import merkle
 from otel_execaudit.ledger.store import Ledger
 from otel_execaudit.ledger.verify import VerifyReport, verify
 
@@ -62,6 +63,12 @@ def rewrite(path, seq, change):
     tamper(path, "UPDATE entries SET body = ?, hash = ? WHERE seq = ?", new_body, leaf_hash_hex(new_body), seq)
 
 
+def drop_checkpoints(path):
+    """What a forger who can write the file does too: remove the ledger's own checkpoints,
+    which would otherwise give the change away (only a witness outside the file catches it)."""
+    tamper(path, "DROP TABLE checkpoints")
+
+
 def assert_broken_at(path, seq, reason_part):
     report = verify(path)
     assert not report.ok
@@ -73,14 +80,22 @@ def assert_broken_at(path, seq, reason_part):
 
 def test_intact_ledger_verifies(ledger_path):
     report = verify(ledger_path)
-    assert report == VerifyReport(str(ledger_path), True, 10, row(ledger_path, 9)[0], None, None)
+    assert (report.path, report.ok, report.entries, report.head_hash, report.first_bad_seq,
+            report.reason) == (str(ledger_path), True, 10, row(ledger_path, 9)[0], None, None)
     assert report.to_dict()["head_hash"] == row(ledger_path, 9)[0]
+    leaves = [bytes.fromhex(row(ledger_path, seq)[0]) for seq in range(10)]
+    assert report.root == merkle.root(leaves).hex()
+    # its own checkpoint (taken at close) agrees; nothing outside the file vouches for it
+    assert report.anchor["status"] == "unanchored"
+    assert [item["agrees"] for item in report.anchor["checkpoints"]] == [True]
     assert verify(ledger_path, strict=True).ok
 
 
 def test_empty_ledger_verifies(tmp_path):
     Ledger(tmp_path / "ledger.db").close()
-    assert verify(tmp_path / "ledger.db") == VerifyReport(str(tmp_path / "ledger.db"), True, 0, None, None, None)
+    report = verify(tmp_path / "ledger.db")
+    assert (report.ok, report.entries, report.head_hash, report.root) == (True, 0, None, merkle.EMPTY_ROOT.hex())
+    assert report.anchor == {"status": "unanchored", "origin": None, "checkpoints": [], "evidence": []}
 
 
 def test_modified_body_is_found(ledger_path):
@@ -110,13 +125,22 @@ def test_deleted_first_entry_is_found(ledger_path):
     assert_broken_at(ledger_path, 0, "entry 0 is missing")
 
 
-def test_deleted_last_entry_is_not_tampering_but_changes_the_head(ledger_path):
-    # Truncating the tail is indistinguishable from a shorter ledger; the head hash is what
-    # an external witness compares (see docs/ledger-format.md).
-    head = verify(ledger_path).head_hash
+def test_deleted_last_entry_is_caught_by_the_ledgers_own_checkpoint(ledger_path):
     tamper(ledger_path, "DELETE FROM entries WHERE seq = 9")
     report = verify(ledger_path)
+    assert not report.ok and report.entries == 9
+    assert "covers 10 entries and the ledger holds 9" in report.reason
+    assert report.anchor["status"] == "contradicted"
+
+
+def test_a_cut_tail_without_its_checkpoints_is_consistent_but_unanchored(ledger_path):
+    # With its checkpoints gone too, only a copy held outside the file can tell (test_anchor.py).
+    head = verify(ledger_path).head_hash
+    tamper(ledger_path, "DELETE FROM entries WHERE seq = 9")
+    drop_checkpoints(ledger_path)
+    report = verify(ledger_path)
     assert report.ok and report.entries == 9 and report.head_hash != head
+    assert report.anchor["status"] == "unanchored"
 
 
 def test_inserted_entry_is_found(ledger_path):
@@ -191,6 +215,8 @@ def test_strict_mode_finds_non_canonical_bodies(ledger_path):
     body = orjson.dumps(dict(reversed(list(parsed.items()))))  # same value, keys in reverse order
     assert body != row(ledger_path, 9)[1]
     tamper(ledger_path, "UPDATE entries SET body = ?, hash = ? WHERE seq = 9", body, leaf_hash_hex(body))
+    assert not verify(ledger_path).ok  # its checkpoint no longer matches
+    drop_checkpoints(ledger_path)
     assert verify(ledger_path).ok
     report = verify(ledger_path, strict=True)
     assert not report.ok and report.first_bad_seq == 9 and "canonical" in report.reason
@@ -272,7 +298,7 @@ def test_parallel_verification_equals_the_single_process_one(tmp_path, monkeypat
     monkeypatch.setattr(verify_module, "PARALLEL_FROM", 10)
     parallel = verify(path, workers=4)  # parts of 12 entries: 0-11, 12-23, 24-35, 36-47
     assert parallel == single
-    assert single.ok == (case in ("intact", "truncated tail"))  # see docs: anchor the head
+    assert single.ok == (case == "intact")  # a cut tail too: the last checkpoint covers it
 
 
 # Rows outside 0..n-1, the file around the chain, empty kinds and duplicate members: the
@@ -362,6 +388,7 @@ def test_a_non_canonical_body_without_duplicates_passes_only_the_fast_check(ledg
     # The counterpart of the cases above: spaces alone are found by --strict only, and the
     # duplicate test does not mistake them (or an integer orjson reads as a float) for one.
     body = row(ledger_path, 9)[1]
+    drop_checkpoints(ledger_path)
     store_body(ledger_path, 9, body.replace(b'"number":9}', b'"number": 9, "large": 123456789012345678901234567890}'))
     assert verify(ledger_path).ok
     assert "canonical" in verify(ledger_path, strict=True).reason
@@ -378,7 +405,8 @@ SPEC = pathlib.Path(__file__).resolve().parent.parent / "docs" / "ledger-format.
 SAMPLE_CASES = {
     "intact": (0, lambda path: None),
     "spaces in a body (not canonical; check 8 only)": (
-        0, lambda path: store_body(path, 9, row(path, 9)[1].replace(b'":', b'": '))),
+        0, lambda path: (drop_checkpoints(path),
+                         store_body(path, 9, row(path, 9)[1].replace(b'":', b'": ')))),
     "edited body": (1, lambda path: tamper(path, "UPDATE entries SET body = ? WHERE seq = 4",
                                            row(path, 4)[1].replace(b'"number":4', b'"number":5'))),
     "edited body, hash recomputed": (1, lambda path: rewrite(path, 4, lambda body: body["data"].update(number=99))),

@@ -96,4 +96,4 @@ def main() -> None:
     """
 
 # Each command group registers itself on main.
-from otel_execaudit.cli import demo, execute, inspection, mcp, verify  # noqa: E402,F401
+from otel_execaudit.cli import demo, execute, inspection, mcp, proofs, verify  # noqa: E402,F401

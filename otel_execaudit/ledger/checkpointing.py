@@ -130,7 +130,11 @@ def take_checkpoint(connection: sqlite3.Connection, size: int, signer: SignerKey
         if problem is not None:
             raise AnchorError(f"no checkpoint taken at size {size}: {problem}; run `execaudit verify`")
         if previous.size == size:
-            return previous
+            if signer is None or previous.signed:
+                return previous
+            note = previous.checkpoint.sign(signer)  # same tree, now signed: no second tree head
+            connection.execute("UPDATE checkpoints SET note = ? WHERE size = ?", (note, size))
+            return dataclasses.replace(previous, note=note)
     frontier = CompactRange() if previous is None else CompactRange(
         0, previous.frontier.hashes, previous.size)
     start = frontier.end

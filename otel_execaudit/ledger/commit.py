@@ -138,7 +138,7 @@ class GroupCommit:
         self._checkpoint_deadline = time.monotonic() + self.checkpointing.interval
         connection.execute("SAVEPOINT checkpoint")
         try:
-            previous = self._checkpointed
+            known = self.last_checkpoint
             taken = take_checkpoint(connection, self._tail_seq + 1, self.checkpointing.signer, _now())
             connection.execute("RELEASE checkpoint")
         except (LedgerError, sqlite3.Error) as problem:
@@ -150,7 +150,7 @@ class GroupCommit:
         if taken is None:
             return None
         self._checkpointed, self.last_checkpoint = taken.size, taken
-        return taken if taken.size != previous else None
+        return None if known is not None and (known.size, known.note) == (taken.size, taken.note) else taken
 
     def _announce(self, connection: sqlite3.Connection, taken: StoredCheckpoint) -> None:
         for listener in self.checkpointing.listeners:

@@ -20,6 +20,8 @@ import json
 import os
 import pathlib
 import sqlite3
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import orjson
 
@@ -28,7 +30,10 @@ from otel_execaudit.ledger.canonical import (
     CanonicalizationError,
     canonical_bytes,
 )
+from otel_execaudit.ledger.anchor import gather, judge, state_from_argument
 from otel_execaudit.ledger.file import FORMAT_VERSION
+from otel_execaudit.ledger.merkle import CompactRange
+from otel_execaudit.ledger.note import VerifierKey
 from otel_execaudit.ledger.readonly import (
     COUNT_INDEXED,
     INDEX,
@@ -37,6 +42,7 @@ from otel_execaudit.ledger.readonly import (
     file_problem,
     open_read_only,
 )
+from otel_execaudit.ledger.witness import WitnessState
 
 __all__ = ["VerifyReport", "verify"]
 
@@ -51,7 +57,9 @@ class VerifyReport:
 
     ``entries`` counts the intact entries from seq 0 on (all of them when ``ok``), ``head_hash``
     is the hash of the last intact one; ``first_bad_seq`` and ``reason`` say where and why the
-    chain breaks.
+    chain breaks. ``root`` is the Merkle tree root (hex) of the intact entries, ``roots`` the
+    roots at the sizes asked for (``verify(..., roots_at=...)``), ``anchor`` the verdict against
+    checkpoints held outside the ledger (``otel_execaudit.ledger.anchor``).
 
     >>> VerifyReport("l.db", True, 0, None, None, None).to_dict()["entries"]
     0
@@ -63,37 +71,54 @@ class VerifyReport:
     head_hash: str | None
     first_bad_seq: int | None
     reason: str | None
+    root: str | None = None
+    roots: Mapping[int, str] = dataclasses.field(default_factory=dict)
+    anchor: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict:
         """Return the report as a JSON-ready dict. Example: ``json.dumps(report.to_dict())``.
         A path that is not valid UTF-8 is given with its odd bytes escaped (``l\\xff.db``)."""
         document = dataclasses.asdict(self)
         document["path"] = os.fsencode(self.path).decode("utf-8", "backslashreplace")
+        document["roots"] = {str(size): root for size, root in sorted(self.roots.items())}
         return document
 
 
 def verify(path: str | os.PathLike[str], *, strict: bool = False,
-           workers: int | None = None) -> VerifyReport:
+           workers: int | None = None, roots_at: Iterable[int] = (),
+           checkpoints: Iterable[str] = (), keys: Iterable[VerifierKey] = (),
+           state: WitnessState | str | os.PathLike[str] | bool | None = None) -> VerifyReport:
     """Check every entry of the ledger at ``path`` without modifying (or creating) the file.
 
     ``strict`` also checks that each body is exactly the canonical form of its parsed value
     (slower; the hash chain already makes any change after writing visible). Ledgers of
     200,000 entries or more are checked by ``workers`` processes (default: one per core).
     Raises ``LedgerNotFoundError`` if the path does not exist, ``NotALedgerError`` if it is not
-    a ledger, ``LedgerError`` if it cannot be opened at all (permissions). A damaged ledger
+    a ledger, ``LedgerError`` if it cannot be opened at all (permissions). The Merkle root of
+    the entries is computed on the way, and at each size in ``roots_at`` too. A damaged ledger
     gives a report like a tampered one: ``first_bad_seq`` is the entry where reading failed, or
     None when the problem is the file around the chain rather than one entry.
+
+    The chain is then held against checkpoints (``otel_execaudit.ledger.anchor``): the ledger's
+    own latest one, the witness ``state`` file's for its origin (default: the one checkpoints are
+    sent to; ``False``: none) and each of ``checkpoints`` (their text; with ``keys``, each must be
+    signed by one of them). ``report.anchor["status"]`` is ``anchored``, ``unanchored`` or
+    ``contradicted``; a contradiction (a cut tail, a rewrite, another ledger in its place, a
+    fork) makes the report not ``ok``, with the evidence as its reason.
 
     Example: ``report = verify(".execaudit/ledger.db"); sys.exit(0 if report.ok else 1)``
     """
     path = pathlib.Path(path)
     try:
-        return _verify_file(path, strict, workers)
+        return _verify_file(path, strict, workers, frozenset(roots_at), list(checkpoints),
+                            list(keys), state_from_argument(state))
     except Damaged as damage:
         return VerifyReport(str(path), False, 0, None, None, str(damage))
 
 
-def _verify_file(path: pathlib.Path, strict: bool, workers: int | None) -> VerifyReport:
+def _verify_file(path: pathlib.Path, strict: bool, workers: int | None, sizes: frozenset[int],
+                 checkpoints: list[str], keys: list[VerifierKey],
+                 state: WitnessState | None) -> VerifyReport:
     connection = open_read_only(path)
     try:
         # One snapshot for the checks of the whole file: entries appended meanwhile are not seen
@@ -102,25 +127,31 @@ def _verify_file(path: pathlib.Path, strict: bool, workers: int | None) -> Verif
         problem = file_problem(connection)
         if problem is not None:
             raise Damaged(problem)
+        origin, anchors, evidence = gather(connection, path, checkpoints=checkpoints, keys=keys,
+                                           state=state)
+        sizes = sizes | {anchor.checkpoint.size for anchor in anchors}
         last_seq = connection.execute("SELECT max(seq) FROM entries").fetchone()[0]
         # Reading the whole index (a covering index: about 2 % of the file) finds its damaged
         # pages, and rows it lacks or has too many of, which lookups by execution id would show.
         indexed = connection.execute(COUNT_INDEXED).fetchone()[0]
         workers = workers or min(os.cpu_count() or 1, MAX_WORKERS)
         if last_seq is None or last_seq + 1 < PARALLEL_FROM or workers < 2:
-            outcome = _verify_range(connection, str(path), strict, 0, None)
-            report = outcome.report(str(path), GENESIS_PREV, 0)
+            outcome = _verify_range(connection, str(path), strict, 0, None, sizes)
+            report = _with_roots(outcome.report(str(path), GENESIS_PREV, 0), [outcome])
         else:
-            report = _verify_in_parallel(path, strict, last_seq + 1, workers)
+            report = _verify_in_parallel(path, strict, last_seq + 1, workers, sizes)
     except sqlite3.DatabaseError as error:
         raise Damaged(damage_reason(error)) from error
     finally:
         connection.close()
     if report.ok and indexed != report.entries:
-        return dataclasses.replace(report, ok=False, reason=(
+        report = dataclasses.replace(report, ok=False, reason=(
             f"index {INDEX} holds {indexed} rows for {report.entries} entries: the file is "
             "damaged or was changed, and lookups by execution id would not show the chain"))
-    return report
+    verdict, contradiction = judge(origin, report.entries, dict(report.roots), anchors, evidence)
+    if report.ok and contradiction is not None:
+        report = dataclasses.replace(report, ok=False, reason=contradiction)
+    return dataclasses.replace(report, anchor=verdict)
 
 
 
@@ -143,6 +174,8 @@ class _RangeOutcome:
     first_prev: str | None
     bad_seq: int | None = None
     reason: str | None = None
+    edge: CompactRange | None = None  # the tree edge of the intact entries checked
+    snapshots: tuple[CompactRange, ...] = ()  # the edge at each size asked for
 
     def report(self, path: str, previous: str, checked_before: int) -> VerifyReport:
         head = self.head_hash if self.checked else (previous if checked_before else None)
@@ -150,8 +183,26 @@ class _RangeOutcome:
                             self.bad_seq, self.reason)
 
 
+def _with_roots(report: VerifyReport, outcomes: list[_RangeOutcome]) -> VerifyReport:
+    """The report with the tree roots of the intact entries: the parts' edges joined in order
+    (each one's snapshots joined to the edge before it)."""
+    edge, roots = CompactRange(), {}
+    for outcome in outcomes:
+        for snapshot in outcome.snapshots:
+            if snapshot.end <= report.entries:
+                joined = CompactRange(0, edge.hashes, edge.end)
+                joined.merge(snapshot)
+                roots[snapshot.end] = joined.root().hex()
+        if outcome.edge is None or edge.end != outcome.edge.begin or edge.end >= report.entries:
+            break
+        edge.merge(outcome.edge)
+    if edge.end != report.entries:  # a part after the break: the intact prefix ends earlier
+        return dataclasses.replace(report, roots=roots)
+    return dataclasses.replace(report, root=edge.root().hex(), roots=roots)
+
+
 def _verify_in_parallel(path: pathlib.Path, strict: bool, count: int,
-                        workers: int) -> VerifyReport:
+                        workers: int, sizes: frozenset[int]) -> VerifyReport:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -159,29 +210,29 @@ def _verify_in_parallel(path: pathlib.Path, strict: bool, count: int,
     context = multiprocessing.get_context("spawn")  # no fork: the caller may have threads
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         outcomes = list(pool.map(_verify_part, [str(path)] * workers, [strict] * workers,
-                                 bounds[:-1], bounds[1:]))
+                                 bounds[:-1], bounds[1:], [sizes] * workers))
     previous, checked = GENESIS_PREV, 0
     for outcome in outcomes:
         if outcome.first_prev is not None and outcome.first_prev != previous:
             reason = _prev_problem(outcome.start)
-            return VerifyReport(str(path), False, checked, previous if checked else None,
-                                outcome.start, reason)
+            return _with_roots(VerifyReport(str(path), False, checked, previous if checked else None,
+                                            outcome.start, reason), outcomes)
         if outcome.reason is not None:
-            return outcome.report(str(path), previous, checked)
+            return _with_roots(outcome.report(str(path), previous, checked), outcomes)
         previous, checked = outcome.head_hash, checked + outcome.checked  # type: ignore[assignment]
-    return VerifyReport(str(path), True, checked, previous, None, None)
+    return _with_roots(VerifyReport(str(path), True, checked, previous, None, None), outcomes)
 
 
-def _verify_part(path: str, strict: bool, start: int, stop: int) -> _RangeOutcome:
+def _verify_part(path: str, strict: bool, start: int, stop: int, sizes: frozenset[int]) -> _RangeOutcome:
     connection = open_read_only(pathlib.Path(path))
     try:
-        return _verify_range(connection, path, strict, start, stop)
+        return _verify_range(connection, path, strict, start, stop, sizes)
     finally:
         connection.close()
 
 
 def _verify_range(connection: sqlite3.Connection, path: str, strict: bool, start: int,
-                  stop: int | None) -> _RangeOutcome:
+                  stop: int | None, sizes: frozenset[int] = frozenset()) -> _RangeOutcome:
     """Check entries ``start <= seq < stop`` (to the end when ``stop`` is None). The first one's
     ``prev`` is checked here only from seq 0; otherwise it is returned for the caller."""
     sha256 = hashlib.sha256
@@ -189,10 +240,13 @@ def _verify_range(connection: sqlite3.Connection, path: str, strict: bool, start
     expected_seq = start
     previous: str | None = GENESIS_PREV if start == 0 else None
     first_prev: str | None = None
+    edge, snapshots = CompactRange(start), []
+    append_leaf, fromhex = edge.append, bytes.fromhex
 
     def broken(seq: int, reason: str) -> _RangeOutcome:
         return _RangeOutcome(start, expected_seq - start,
-                             previous if expected_seq > start else None, first_prev, seq, reason)
+                             previous if expected_seq > start else None, first_prev, seq, reason,
+                             edge, tuple(snapshots))
 
     # The part from seq 0 has no lower bound: a row below 0 is not an entry of the chain, yet
     # lookups by execution id find it, so it must come first and fail.
@@ -258,6 +312,9 @@ def _verify_range(connection: sqlite3.Connection, path: str, strict: bool, start
                     return broken(seq, problem)
             previous = digest
             expected_seq += 1
+            append_leaf(fromhex(digest))
+            if expected_seq in sizes:
+                snapshots.append(CompactRange(start, edge.hashes, expected_seq))
         if stop is not None and expected_seq < stop:  # the part ends early: the next entries are gone
             (following,) = connection.execute("SELECT min(seq) FROM entries WHERE seq > ?",
                                               (expected_seq,)).fetchone()
@@ -265,7 +322,8 @@ def _verify_range(connection: sqlite3.Connection, path: str, strict: bool, start
     except sqlite3.DatabaseError as error:
         return broken(expected_seq, damage_reason(error))
     return _RangeOutcome(start, expected_seq - start,
-                         previous if expected_seq > start else None, first_prev)
+                         previous if expected_seq > start else None, first_prev, None, None,
+                         edge, tuple(snapshots))
 
 
 def _field_set_problem(fields: object) -> str:
