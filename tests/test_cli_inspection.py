@@ -25,7 +25,7 @@ import otel_execaudit
 from otel_execaudit import execution
 from otel_execaudit.cli import main
 from otel_execaudit.inspection import integrity
-from otel_execaudit.ledger import canonical_bytes
+from otel_execaudit.ledger import canonical_bytes, verify
 
 COMMANDS = ["executions", "show", "rollback", "confirm-rollback", "last-error", "report"]
 WARNING = "WARNING: this ledger failed verification"
@@ -199,7 +199,8 @@ def test_executions_json_carries_each_summary_and_the_check(recorded):
     assert failed["reason"] == "column orders.status is in use"
     assert document["integrity"] == {"ok": True, "scope": "ledger",
                                      "entries": entry_count(recorded), "first_bad_seq": None,
-                                     "reason": None}
+                                     "reason": None, "warning": None}
+    assert list(document)[0] == "integrity"  # the verdict first
 
 
 @pytest.mark.parametrize("filters, expected", [
@@ -455,8 +456,8 @@ def test_confirm_rollback_typed_at_a_terminal_is_recorded(demo, tmp_path):
     assert data["scaffold"]["manual_steps"] == ["step 1 (scale_up): set_replicas checkout 3"]
     assert data["scaffold_sha256"] == hashlib.sha256(
         canonical_bytes(data["scaffold"])).hexdigest()
-    verified = execaudit("verify", path)
-    assert verified.returncode == 0 and f"intact, {before + 1} entries" in verified.stdout
+    verified = verify(path)  # the chain is intact, the confirmation in it
+    assert verified.ok and verified.entries == before + 1
     # The execution reads as before, with its confirmation beside it.
     assert execaudit("show", hinted, "--ledger", path).returncode == 0
     again = as_json(execaudit("executions", "--ledger", path, "--json"))["executions"]
@@ -621,6 +622,105 @@ def test_a_tampered_ledgers_report_says_so_first(recorded, tmp_path):
     assert document["integrity"]["ok"] is False
 
 
+# ----- recorded text is text: no markup, no terminal control ---------------------------------
+
+# What a terminal acts on (C0 but newline, DEL, C1) and what reorders a line (bidi controls).
+CONTROLS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029"
+                      "\u202a-\u202e\u2066-\u2069]")
+HOSTILE_ID = "ex-[/bold]\x1b]0;pwned\x07"
+HOSTILE_STEP = "fetch_manifest [/oops]\x1b[2J\x1b[H"
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    """Recorded text that Rich would read as markup, and that a terminal would obey: an id
+    that sets the window title, a step name that clears the screen, a C1 CSI in the plan,
+    a right-to-left override in a side effect and a hint, an error message in brackets."""
+    path = tmp_path_factory.mktemp("hostile") / "ledger.db"
+    otel_execaudit.configure(ledger=path, exporter="none")
+    try:
+        with pytest.raises(ConnectionError):
+            with execution("plan[/x]\x9b31mRED", execution_id=HOSTILE_ID) as ex:
+                with ex.step(HOSTILE_STEP, details={"rollback": {
+                        "description": "undo [/b]\x1b[8m", "actions": ["rm\u202e fdp.exe"],
+                        "risks": ["\x1b[5mblink"]}}) as st:
+                    st.side_effect("file_system", "wrote [/nope] \u202eexe.txt", reversible=True)
+                    raise ConnectionError("404 from upstream [/api/v1/users]\x1b[31m")
+    finally:
+        otel_execaudit.shutdown()
+    return path
+
+
+HOSTILE_COMMANDS = [["executions"], ["show", "last"], ["show", "ex-"], ["rollback", "last"],
+                    ["last-error"], ["last-error", "--tool", HOSTILE_STEP]]
+
+
+@pytest.mark.parametrize("arguments", HOSTILE_COMMANDS, ids=lambda words: " ".join(
+    word.encode("unicode_escape").decode() for word in words))
+def test_recorded_text_is_shown_as_text_with_its_controls_written_out(hostile, arguments):
+    result = execaudit(*arguments, "--ledger", hostile)
+    assert result.returncode in (0, 4), result.stdout + result.stderr  # no MarkupError
+    assert CONTROLS.findall(result.stdout + result.stderr) == []
+    assert "\\x1b]0;pwned\\x07" in result.stdout or arguments[0] != "executions"
+    if arguments[0] == "show":
+        assert "fetch_manifest [/oops]\\x1b[2J\\x1b[H" in result.stdout
+        assert "404 from upstream [/api/v1/users]\\x1b[31m" in result.stdout
+        assert "wrote [/nope] \\u202eexe.txt" in result.stdout
+    if arguments[0] == "last-error":
+        assert "Error: ConnectionError: 404 from upstream [/api/v1/users]\\x1b[31m" in \
+            result.stdout
+    if arguments[0] == "rollback":
+        assert "[ ] rm\\u202e fdp.exe" in result.stdout and "undo [/b]\\x1b[8m" in result.stdout
+
+
+@pytest.mark.parametrize("arguments", HOSTILE_COMMANDS, ids=lambda words: " ".join(
+    word.encode("unicode_escape").decode() for word in words))
+def test_json_keeps_recorded_text_faithful_and_prints_no_control(hostile, arguments):
+    result = execaudit(*arguments, "--ledger", hostile, "--json")
+    assert CONTROLS.findall(result.stdout) == []
+    document = as_json(result)
+    assert list(document)[0] == "integrity"
+    assert HOSTILE_ID in strings(document) or HOSTILE_STEP in strings(document)
+
+
+def strings(value):
+    """Every string a JSON document holds, keys and values."""
+    if isinstance(value, dict):
+        return {text for key, item in value.items() for text in {key} | strings(item)}
+    if isinstance(value, list):
+        return {text for item in value for text in strings(item)}
+    return {value} if isinstance(value, str) else set()
+
+
+def test_the_rich_display_writes_controls_out_too(hostile):
+    """In colour, Rich's own styles are escape sequences; the recorded ones are not."""
+    from otel_execaudit.inspection import ExecutionDisplay, ExecutionLog
+
+    with ExecutionLog(hostile) as log:
+        view = log.get_execution("last")
+    shown = ExecutionDisplay(color=True).display_execution_summary(view)
+    assert "\x1b[2J" not in shown and "\x1b]0;" not in shown and "\x9b" not in shown
+    assert "fetch_manifest [/oops]\\x1b[2J\\x1b[H" in re.sub(r"\x1b\[[0-9;]*m", "", shown)
+
+
+def test_a_message_in_brackets_is_no_markup_error(tmp_path):
+    """The reviewer's case: a failure whose message holds a closing tag."""
+    path = tmp_path / "ledger.db"
+    otel_execaudit.configure(ledger=path, exporter="none")
+    try:
+        with pytest.raises(ConnectionError):
+            with execution("sync-users", execution_id="run-1") as ex:
+                with ex.step("fetch_users"):
+                    raise ConnectionError("404 from upstream [/api/v1/users]")
+    finally:
+        otel_execaudit.shutdown()
+    for arguments in (["show", "last"], ["rollback", "last"], ["last-error"], ["executions"]):
+        result = execaudit(*arguments, "--ledger", path)
+        assert result.returncode in (0, 4), result.stderr
+        assert "404 from upstream [/api/v1/users]" in result.stdout or \
+            arguments[0] in ("executions", "rollback")
+
+
 # ----- exit 1: a ledger that failed verification -----------------------------------------------
 
 def tampered_copy(source, target, rehash=False):
@@ -762,7 +862,7 @@ def test_an_intact_big_ledger_shows_with_exit_0(recorded, partial):
     assert result.exit_code == 0
     checked = json.loads(result.stdout)["integrity"]
     assert checked == {"ok": True, "scope": "entries read", "entries": entry_count(recorded),
-                       "first_bad_seq": None, "reason": None}
+                       "first_bad_seq": None, "reason": None, "warning": None}
 
 
 def test_a_tampered_big_ledger_is_never_confirmed(recorded, tmp_path, partial):

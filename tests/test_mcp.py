@@ -302,6 +302,34 @@ def test_rollback_guidance_surfaces_the_hints_and_nothing_writes_to_the_ledger(t
     assert file_digest(ledger) == before
 
 
+# ----- recorded text is data: no markup error, no terminal control in the text part -----------
+
+def test_recorded_brackets_and_controls_are_answered_as_text(tmp_path):
+    """A message that Rich would read as a closing tag, a step name that clears a screen: the
+    text part shows them written out, the structured content holds them as recorded."""
+    ledger = tmp_path / "l.db"
+
+    def body() -> None:
+        with execution("sync-users", execution_id="run-1\x1b]0;title\x07") as ex:
+            try:
+                with ex.step("fetch_users\x1b[2J"):
+                    raise ConnectionError("404 from upstream [/api/v1/users]")
+            except ConnectionError:
+                pass
+    record(ledger, body)
+    results = calls(ledger, tmp_path, ("show_execution", {"execution_id": "last"}),
+                    ("rollback_guidance", {"execution_id": "last"}), ("get_last_error", {}),
+                    ("list_executions", {}), ("show_execution", {"execution_id": "run-1"}))
+    for result in results:
+        assert not result.is_error, text(result)
+        assert "\x1b" not in text(result) and "\x07" not in text(result)
+    shown = results[0]
+    assert "404 from upstream [/api/v1/users]" in text(shown)
+    assert "fetch_users\\x1b[2J" in text(shown)
+    assert shown.structured_content["steps"][0]["name"] == "fetch_users\x1b[2J"
+    assert results[2].structured_content["error"]["execution_id"] == "run-1\x1b]0;title\x07"
+
+
 # ----- a tampered ledger: every answer carries the warning, first -----------------------------
 
 def test_a_tampered_ledger_gives_answers_with_the_integrity_warning_first(tmp_path):

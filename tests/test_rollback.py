@@ -212,3 +212,37 @@ def test_irreversible_actions_are_marked_by_text(ledger_path):
     assert summary.index("✗ IRREVERSIBLE") < summary.index("↺ reversible")
     assert "\x1b[" not in summary
     assert "\x1b[" in ExecutionDisplay(color=True).display_execution_summary(record)
+
+
+def test_the_seeds_hestia_agent_takes_its_kernel(ledger_path):
+    """Seed 000: ``HestiaAgent(kernel=kernel)``; the kernel is kept, nothing is read from it."""
+    kernel = object()
+    agent = HestiaAgent(kernel=kernel)
+    assert agent.kernel is kernel
+    record = three_steps()
+    assert "migrate" in agent.display_execution_summary(record)
+    assert agent.show_irreversible_actions(record).startswith("Irreversible actions of m-1")
+
+
+def test_a_confirmation_in_a_tampered_ledger_is_refused_and_nothing_is_asked(ledger_path):
+    import sqlite3
+
+    with execution("p", execution_id="c-1") as ex:
+        with ex.step("touch", details={"rollback": {"description": "remove it",
+                                                    "actions": ["rm /tmp/f"]}}) as st:
+            st.side_effect("file_system", "made a file", reversible=True)
+    otel_execaudit.shutdown()
+    with ExecutionLog(ledger_path) as log:
+        scaffold = RollbackPlanner.plan_rollback(log.get_execution("c-1").record)
+    assert scaffold.is_rollback_possible
+    with sqlite3.connect(ledger_path) as connection:
+        connection.execute("UPDATE entries SET body = CAST(replace(CAST(body AS TEXT), "
+                           "'made a file', 'made a fire') AS BLOB) WHERE kind = 'side_effect'")
+    connection.close()
+    asked = []
+    display = ExecutionDisplay(ledger=ledger_path, ask=lambda prompt: asked.append(prompt) or "c-1")
+    confirmed, reason = display.confirm_manual_rollback(scaffold)
+    assert not confirmed and asked == []
+    assert reason.startswith("refused: the ledger failed verification at seq ")
+    with ExecutionLog(ledger_path) as log:
+        assert [row.kind for row in log.rows("c-1")][-1] == "execution.ended"  # nothing recorded

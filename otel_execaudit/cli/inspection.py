@@ -29,6 +29,7 @@ from otel_execaudit.inspection import (
     RollbackScaffold,
     get_last_error,
 )
+from otel_execaudit.inspection.visible import visible, visible_json
 from otel_execaudit.ledger import default_ledger_path
 from otel_execaudit.recording.records import escaped_text
 
@@ -72,12 +73,12 @@ def _fail(error: Exception, as_json: bool, status: int, integrity: Integrity | N
     if as_json:
         document = error_document(type(error).__name__, str(error))
         if integrity is not None:
-            document["integrity"] = integrity.to_dict()
+            document = {"integrity": integrity.to_dict(), **document}
         click.echo(json.dumps(document, indent=2))
     else:
         if integrity is not None and integrity.warning:
-            click.echo(integrity.warning, err=True)
-        click.echo(f"execaudit: {escaped_text(str(error))}", err=True)
+            click.echo(visible(integrity.warning), err=True)
+        click.echo(f"execaudit: {visible(str(error))}", err=True)
     sys.exit(status)
 
 
@@ -89,11 +90,11 @@ def _show(log: ExecutionLog, as_json: bool, document: Callable[[], dict[str, Any
     shown = None if as_json else text()
     integrity = log.integrity
     if as_json:
-        click.echo(json.dumps({**body, "integrity": integrity.to_dict()}, indent=2,
-                              ensure_ascii=False, default=str))
+        click.echo(visible_json(json.dumps({"integrity": integrity.to_dict(), **body}, indent=2,
+                                           ensure_ascii=False, default=str)))
     else:
         if integrity.warning:
-            click.echo(integrity.warning)
+            click.echo(visible(integrity.warning))
         click.echo(shown)
     sys.exit(EXIT_TAMPERED if not integrity.ok else status)
 
@@ -139,10 +140,11 @@ def executions_command(ledger_path: Path | None, as_json: bool, status: str | No
                      "execution id / plan"]
             for item in found:
                 duration = "-" if item.duration_ms is None else f"{item.duration_ms:.1f}"
-                failed = f"  failed at {item.failed_step}" if item.failed_step else ""
-                lines.append(f"{item.started_at[:19]:<19}  {item.status:<17} {item.mode:<7} "
-                             f"{duration:>9}  {item.execution_id}  {item.plan_id}{failed}")
-            return "\n".join(escaped_text(line) for line in lines)
+                failed = f"  failed at {visible(item.failed_step)}" if item.failed_step else ""
+                lines.append(f"{visible(item.started_at[:19]):<19}  {visible(item.status):<17} "
+                             f"{visible(item.mode):<7} {duration:>9}  "
+                             f"{visible(item.execution_id)}  {visible(item.plan_id)}{failed}")
+            return "\n".join(lines)
 
         _show(log, as_json, lambda: {"format": "otel-execaudit.executions/1",
                                      "executions": [item.to_dict() for item in found]}, text)
@@ -208,7 +210,7 @@ def confirm_rollback_command(reference: str, ledger_path: Path | None, as_json: 
             click.echo(guidance)
         confirmed, reason = display.confirm_manual_rollback(scaffold)
         _show(log, as_json, lambda: _confirmation(scaffold, confirmed, reason),
-              lambda: reason, EXIT_SHOWN if confirmed else EXIT_NOT_POSSIBLE)
+              lambda: visible(reason), EXIT_SHOWN if confirmed else EXIT_NOT_POSSIBLE)
 
 
 def _ask_on_stderr(prompt: str) -> str:
@@ -241,7 +243,7 @@ def last_error_command(ledger_path: Path | None, as_json: bool, tool_name: str |
               lambda: {"format": "otel-execaudit.last-error/1", "found": error is not None,
                        "error": None if error is None else error.to_dict()},
               lambda: str(error) if error else "no failure recorded"
-              + (f" for tool {tool_name!r}" if tool_name else ""))
+              + (f" for tool {visible(repr(tool_name))}" if tool_name else ""))
 
 
 @main.command("report")
@@ -267,4 +269,4 @@ def report_command(reference: str, ledger_path: Path | None, html_path: Path,
         _show(log, as_json, lambda: {"format": "otel-execaudit.report/1",
                                      "execution_id": view.record.execution_id,
                                      "html": escaped_text(str(html_path)), "bytes": len(page)},
-              lambda: f"wrote {escaped_text(str(html_path))} ({len(page):,} bytes)")
+              lambda: f"wrote {visible(str(html_path))} ({len(page):,} bytes)")

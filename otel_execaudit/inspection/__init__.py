@@ -5,8 +5,8 @@ executed.
 ``queries`` (``ExecutionLog``: executions listed and found), ``rebuild`` (an execution's entries
 rebuilt into its record and ``ExecutionView``), ``integrity`` (the check made before anything
 read is shown), ``rollback`` (``RollbackPlanner``), ``last_error`` (``get_last_error``, for an
-agent to debug itself), ``displays`` (the seed's Hestia displays), ``report`` (the HTML page),
-``mcp_server`` (the MCP tools).
+agent to debug itself), ``displays`` (the seed's Hestia displays), ``visible`` (recorded text
+made safe to print), ``report`` (the HTML page), ``mcp_server`` (the MCP tools).
 """
 
 from otel_execaudit.inspection.displays import ExecutionDisplay, HestiaAgent

@@ -48,7 +48,8 @@ class Integrity:
                 "`execaudit verify` for the full report.")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The verdict as JSON data, ``warning`` included (None when the check passed)."""
+        return {**dataclasses.asdict(self), "warning": self.warning}
 
 
 def check_ledger(path: pathlib.Path, entry_count: int) -> Integrity | None:

@@ -35,6 +35,7 @@ from typing import Any, Mapping
 
 from otel_execaudit.inspection.queries import ExecutionLog
 from otel_execaudit.inspection.rebuild import Row, split_runs, tenant_of
+from otel_execaudit.inspection.visible import visible
 
 __all__ = ["EVIDENCE_NOTE", "Frame", "LastError", "get_last_error", "parse_traceback"]
 
@@ -98,23 +99,27 @@ class LastError:
         return document
 
     def __str__(self) -> str:
-        where = f"tool {self.tool_name!r} (step {self.step_index})" if self.tool_name \
-            else "the execution itself (outside any step)"
+        """The seed's readable string. Recorded text is shown with its control characters
+        written out (``inspection.visible``): only the message and the traceback keep their
+        lines; ``to_dict`` holds every value as recorded."""
+        where = f"tool {visible(repr(self.tool_name))} (step {self.step_index})" \
+            if self.tool_name else "the execution itself (outside any step)"
+        arguments = json.dumps(self.arguments, ensure_ascii=False, sort_keys=True, default=str)
         lines = [f"Last error: {where}",
-                 f"Execution: {self.execution_id} (plan {self.plan_id})",
-                 f"Trace id: {self.trace_id or '-'}",
-                 f"Timestamp: {self.timestamp}",
-                 f"Tenant/persona: {self.tenant or '-'}",
-                 f"Input arguments: {json.dumps(self.arguments, ensure_ascii=False, sort_keys=True)}",
-                 f"Error: {self.error_type}: {self.error_message}"]
+                 f"Execution: {visible(self.execution_id)} (plan {visible(self.plan_id)})",
+                 f"Trace id: {visible(self.trace_id or '-')}",
+                 f"Timestamp: {visible(self.timestamp)}",
+                 f"Tenant/persona: {visible(self.tenant or '-')}",
+                 f"Input arguments: {visible(arguments)}",
+                 f"Error: {visible(self.error_type)}: {visible(self.error_message, lines=True)}"]
         if self.relevant_frame:
             lines += ["Most relevant frame (your code):",
-                      "  " + str(self.relevant_frame).replace("\n", "\n  ")]
+                      "  " + visible(self.relevant_frame, lines=True).replace("\n", "\n  ")]
         if len(self.chain) > 1:
             lines.append("Exception chain (outermost first):")
-            lines += [f"  {kind}: {text}" for kind, text in self.chain]
-        lines += ["Traceback:", self.traceback or "  (none recorded: the failure was described "
-                  "in words, not raised)"]
+            lines += [f"  {visible(kind)}: {visible(text, lines=True)}" for kind, text in self.chain]
+        lines += ["Traceback:", visible(self.traceback, lines=True) if self.traceback else
+                  "  (none recorded: the failure was described in words, not raised)"]
         if self.truncated:
             lines.append(f"(cut to bounds: {', '.join(self.truncated)})")
         lines.append(EVIDENCE_NOTE)

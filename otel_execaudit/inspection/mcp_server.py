@@ -34,6 +34,7 @@ from otel_execaudit.inspection.last_error import EVIDENCE_NOTE, Frame, get_last_
 from otel_execaudit.inspection.queries import ExecutionLog, ExecutionSummary
 from otel_execaudit.inspection.rebuild import ExecutionView
 from otel_execaudit.inspection.rollback import RollbackPlanner
+from otel_execaudit.inspection.visible import visible
 from otel_execaudit.ledger import verify
 from otel_execaudit.recording import ExecutionStatus, StepEventType
 from otel_execaudit.recording.declarations import RollbackHint
@@ -277,8 +278,8 @@ def _answering(name: str, path: pathlib.Path, function: Callable[..., Any]) -> A
     def answer(*arguments: Any, **named: Any) -> Any:
         try:
             return function(*arguments, **named)
-        except ToolError:
-            raise
+        except ToolError as error:  # it may name recorded ids: their controls written out
+            raise ToolError(visible(str(error), lines=True)) from None
         except LedgerNotFoundError:
             raise ToolError(f"No ledger at {path} yet: nothing has been recorded there. Record "
                             "an execution into it, or start the server with --ledger naming "
@@ -310,7 +311,8 @@ def _result(answer: Answer, text: str) -> CallToolResult:
         lines.append("Next: " + "; ".join(
             f"{item.tool}({', '.join(f'{key}={value!r}' for key, value in item.arguments.items())})"
             f" for {item.purpose}" for item in answer.suggestions))
-    return CallToolResult(content=[TextContent(text="\n".join(lines))],
+    # The text part may reach a terminal: control characters written out, as in the CLI.
+    return CallToolResult(content=[TextContent(text=visible("\n".join(lines), lines=True))],
                           structured_content=answer.model_dump(mode="json"))
 
 
