@@ -68,11 +68,13 @@ class AuditCapture:
 
 @pytest.fixture
 def execaudit_capture(tmp_path: Path) -> Iterator[AuditCapture]:
-    """A private ledger in ``tmp_path`` and an in-memory span exporter, for one test."""
+    """A private ledger in ``tmp_path`` (its checkpoints witnessed in ``tmp_path/witness``, not
+    in the user's state file) and in-memory span and log exporters, for one test."""
     exporter, log_exporter = InMemorySpanExporter(), InMemoryLogRecordExporter()
     runtime = configure(ledger=tmp_path / "ledger.db", durability=Durability.BATCH,
                         exporter=exporter, log_exporter=log_exporter,
-                        service_name="execaudit-test")
+                        service_name="execaudit-test",
+                        state=tmp_path / "witness" / "checkpoints.json")
     try:
         yield AuditCapture(runtime, exporter, log_exporter)
     finally:
