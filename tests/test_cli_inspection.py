@@ -567,7 +567,8 @@ def test_report_writes_one_self_contained_html_file(demo, tmp_path):
     assert page.lower().count("<script") == page.count("<script type=\"application/json\"") == 1
     assert executable_scripts(page) == []
     assert not re.search(r"""(src|href)\s*=\s*["']?https?:""", page, re.I)
-    document = as_json(execaudit("report", "last", "--ledger", path, "--html", out, "--json"))
+    document = as_json(execaudit("report", "last", "--ledger", path, "--html", out, "--json",
+                                 "--force"))
     assert document["format"] == "otel-execaudit.report/1" and document["html"] == str(out)
     assert document["execution_id"] == demo[3] and document["bytes"] > 0
 
@@ -610,6 +611,42 @@ def test_report_of_no_execution_or_to_an_unwritable_place(demo, tmp_path):
 
 
 @needs_report
+def test_report_refuses_an_existing_file_unless_forced(recorded, tmp_path):
+    out = tmp_path / "report.html"
+    out.write_text("keep me")
+    refused = execaudit("report", "last", "--ledger", recorded, "--html", out)
+    assert refused.returncode == 64 and "exists; give --force" in refused.stderr
+    assert out.read_text() == "keep me" and refused.stdout == ""
+    document = as_json(execaudit("report", "last", "--ledger", recorded, "--html", out, "--json"))
+    assert document["format"] == "otel-execaudit.error/1" and "--force" in \
+        document["error"]["message"]
+    dangling = tmp_path / "dangling.html"
+    dangling.symlink_to(tmp_path / "nowhere.html")
+    assert execaudit("report", "last", "--ledger", recorded, "--html", dangling).returncode == 64
+    forced = execaudit("report", "last", "--ledger", recorded, "--html", out, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+@needs_report
+def test_report_never_writes_over_the_ledger_even_forced(recorded, tmp_path):
+    ledger = copy(recorded, tmp_path / "ledger.db")
+    (tmp_path / "link.html").symlink_to(ledger)
+    os.link(ledger, tmp_path / "hard.html")
+    wal = Path(f"{ledger}-wal")
+    wal.write_bytes(b"")  # as SQLite leaves it beside a ledger in WAL mode
+    digest = hashlib.sha256(ledger.read_bytes()).hexdigest()
+    for target in (ledger, tmp_path / "link.html", tmp_path / "hard.html", wal):
+        for force in ([], ["--force"]):
+            result = execaudit("report", "last", "--ledger", ledger, "--html", target, *force)
+            assert result.returncode == 64, (target, force, result.stderr)
+            assert "is the ledger" in result.stderr or not force and "exists" in result.stderr
+    assert hashlib.sha256(ledger.read_bytes()).hexdigest() == digest
+    assert execaudit("verify", ledger, "--json").stdout  # still a ledger that reads
+    assert execaudit("show", "last", "--ledger", ledger).returncode == 0
+
+
+@needs_report
 def test_a_tampered_ledgers_report_says_so_first(recorded, tmp_path):
     path, seq = tampered_copy(recorded, tmp_path / "tampered.db")
     out = tmp_path / "report.html"
@@ -618,7 +655,7 @@ def test_a_tampered_ledgers_report_says_so_first(recorded, tmp_path):
     assert result.stdout.splitlines()[0].startswith(f"{WARNING} at seq {seq}")
     assert f"failed verification at seq {seq}" in out.read_text(encoding="utf-8")
     document = as_json(execaudit("report", "deploy-1b", "--ledger", path, "--html", out,
-                                 "--json"))
+                                 "--json", "--force"))
     assert document["integrity"]["ok"] is False
 
 

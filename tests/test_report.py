@@ -439,3 +439,14 @@ def synthetic_view(steps: int, *, name: str = "step", traceback: str = "Tracebac
     note = {"step_index": 0, "name": name, "details": {"text": description}}
     return ExecutionView(record, details or {}, (guard,) * extras, (action,) * extras,
                          (note,) * extras, (), 1, 1, 0, 2 * steps)
+
+
+def test_confirming_is_offered_only_when_rollback_is_possible(demo_ledger):
+    """The demo's failure cannot be rolled back: the page does not send anyone to
+    confirm-rollback, which would refuse; a possible rollback's page does."""
+    _, scaffold, _, page = read(demo_ledger, failed_id(demo_ledger))
+    assert not scaffold.is_rollback_possible
+    assert "confirm-rollback" not in page and "no manual rollback to confirm" in page
+    view = synthetic_view(1)
+    possible = render_report(view, RollbackScaffold("synthetic", True, "nothing"), ok())
+    assert "then to confirm with <code>execaudit confirm-rollback synthetic</code>" in possible

@@ -11,6 +11,8 @@ confirmed (``rollback``, ``confirm-rollback``).
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -251,22 +253,84 @@ def last_error_command(ledger_path: Path | None, as_json: bool, tool_name: str |
 @click.argument("reference", metavar="ID|last")
 @_ledger_option
 @click.option("--html", "html_path", required=True, type=click.Path(path_type=Path),
-              help="Where to write the report (one self-contained HTML file).")
+              help="Where to write the report (one self-contained HTML file); it must not "
+                   "exist yet, unless --force.")
+@click.option("--force", is_flag=True,
+              help="Write over an existing file (never over the ledger, nor its -wal/-shm).")
 @_json_option
-def report_command(reference: str, ledger_path: Path | None, html_path: Path,
+def report_command(reference: str, ledger_path: Path | None, html_path: Path, force: bool,
                    as_json: bool) -> None:
-    """Write an execution's report as one self-contained HTML file (no network, no script)."""
+    """Write an execution's report as one self-contained HTML file (no network, no script).
+    An existing file is refused (exit 64) unless --force; the ledger itself always is."""
     from otel_execaudit.inspection.report import render_report
 
-    with _reading(ledger_path, as_json) as log:
+    target = ledger_path or default_ledger_path()
+    _refuse_output(html_path, target, force)  # before anything is read
+    with _reading(target, as_json) as log:
         view = log.get_execution(reference)
         scaffold = RollbackPlanner.plan_rollback(view.record, view.rollback_hints)
         page = render_report(view, scaffold, log.integrity)
         try:
-            html_path.write_text(page, encoding="utf-8")
+            _write_report(html_path, target, force, page)
         except OSError as error:
             _fail(error, as_json, EXIT_NO_LEDGER)
         _show(log, as_json, lambda: {"format": "otel-execaudit.report/1",
                                      "execution_id": view.record.execution_id,
                                      "html": escaped_text(str(html_path)), "bytes": len(page)},
               lambda: f"wrote {visible(str(html_path))} ({len(page):,} bytes)")
+
+
+def _ledger_files(ledger: Path) -> list[Path]:
+    """The ledger and the files SQLite keeps beside it: none may become a report."""
+    return [ledger, *(Path(f"{ledger}{suffix}") for suffix in ("-wal", "-shm", "-journal"))]
+
+
+def _is_ledger_file(status: os.stat_result, ledger: Path) -> bool:
+    """Whether ``status`` (of the output) is the ledger's or one of its files': the same file
+    by device and inode, so a symlink or a hard link to it is seen through."""
+    for path in _ledger_files(ledger):
+        try:
+            other = os.stat(path)
+        except OSError:
+            continue
+        if (other.st_dev, other.st_ino) == (status.st_dev, status.st_ino):
+            return True
+    return False
+
+
+def _refuse_output(html_path: Path, ledger: Path, force: bool) -> None:
+    """A usage error (64) for an output that is the ledger (even with --force) or that exists
+    (without it)."""
+    try:
+        status = os.stat(html_path)
+    except OSError:
+        status = None
+    if status is not None and stat.S_ISDIR(status.st_mode):
+        return  # not a file to write over: writing says it cannot (exit 2)
+    if status is not None and _is_ledger_file(status, ledger):
+        raise click.BadParameter(f"{visible(str(html_path))} is the ledger ({visible(str(ledger))}) "
+                                 "or one of its files: a report never writes over it, even with "
+                                 "--force; name another file.", param_hint="--html")
+    if not force and (status is not None or os.path.lexists(html_path)):
+        raise click.BadParameter(f"{visible(str(html_path))} exists; give --force to write over "
+                                 "it, or name another file.", param_hint="--html")
+
+
+def _write_report(html_path: Path, ledger: Path, force: bool, page: str) -> None:
+    """Write ``page`` to ``html_path``: a new file (O_EXCL, so a file that appeared meanwhile
+    is not written over), or with --force the file opened first and checked to be no ledger
+    file before it is truncated."""
+    flags = os.O_WRONLY | os.O_CREAT | (0 if force else os.O_EXCL)
+    try:
+        descriptor = os.open(html_path, flags, 0o644)
+    except FileExistsError:
+        if os.path.isdir(html_path):
+            raise IsADirectoryError(f"{html_path} is a directory: name a file in it") from None
+        raise click.BadParameter(f"{visible(str(html_path))} exists; give --force to write over "
+                                 "it, or name another file.", param_hint="--html") from None
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        if _is_ledger_file(os.fstat(descriptor), ledger):
+            raise click.BadParameter(f"{visible(str(html_path))} is the ledger: a report never "
+                                     "writes over it, even with --force.", param_hint="--html")
+        file.truncate(0)
+        file.write(page)

@@ -381,10 +381,15 @@ def _rollback(page: _Budget, scaffold: RollbackScaffold, effects: list[tuple[Sid
 
     verdict = ('<span class="good">possible, by hand</span>' if scaffold.is_rollback_possible
                else '<span class="bad">✗ NOT possible</span>')
+    # Confirming is offered only where `confirm-rollback` would accept it.
+    after = ("each item is for a person to do by hand, then to confirm with <code>execaudit "
+             f"confirm-rollback {page.text(scaffold.execution_id, name)}</code>"
+             if scaffold.is_rollback_possible else
+             "each item is for a person to review by hand; as rollback is not possible, there is "
+             "no manual rollback to confirm")
     parts = [f'<section id="rollback"><h2>Rollback guidance: {verdict}</h2>',
              '<p class="note">Nothing here is executed, and nothing on this page can execute it: '
-             "each item is for a person to do by hand, then to confirm with <code>execaudit "
-             f"confirm-rollback {page.text(scaffold.execution_id, name)}</code>.</p>",
+             f"{after}.</p>",
              f"<p>{page.text(scaffold.reason, TEXT_CAPS['message'])}</p>",
              page.rows(scaffold.warnings, "warnings",
                        lambda warning: f'<p class="warn">! {page.text(warning, text)}</p>')]
