@@ -174,24 +174,122 @@ def test_a_tampered_ledger_is_reported_whole_when_small(ledger_path):
 
 def test_a_big_ledger_has_the_entries_read_and_their_links_checked(ledger_path, monkeypatch):
     monkeypatch.setattr(integrity, "FULL_CHECK_UP_TO", 0)
-    for name in ("e1", "e2"):
+    for name in ("e1", "e2", "e3"):
         with execution("p", execution_id=name):
             pass
     otel_execaudit.shutdown()
     with ExecutionLog(ledger_path) as log:
-        log.get_execution("e2")
+        log.get_execution("e3")
         assert log.integrity.ok and log.integrity.scope == "entries read"
         assert log.integrity.entries == 2
-    with sqlite3.connect(ledger_path) as connection:  # an entry of e1, with its hash recomputed
-        seq, body = connection.execute("SELECT seq, body FROM entries WHERE execution_id = 'e1' "
-                                       "AND kind = 'execution.ended'").fetchone()
-        import hashlib
-        changed = bytes(body).replace(b'"completed"', b'"failed"')
-        connection.execute("UPDATE entries SET body = ?, hash = ? WHERE seq = ?",
-                           (changed, hashlib.sha256(b"\x00" + changed).hexdigest(), seq))
+    seq = rehashed(ledger_path, "execution_id = 'e1' AND kind = 'execution.ended'",
+                   b'"completed"', b'"failed"')
     with ExecutionLog(ledger_path) as log:
-        log.get_execution("e2")
-        assert log.integrity.ok  # what was read is intact
+        log.get_execution("e3")
+        assert log.integrity.ok  # what was read, and the entries next to it, are intact
         assert log.get_execution("e1").record.status.value == "failed"
         assert not log.integrity.ok and log.integrity.first_bad_seq == seq
         assert "does not link to it" in log.integrity.reason
+    with ExecutionLog(ledger_path) as log:  # e2 reads it as its neighbour: found too
+        log.get_execution("e2")
+        assert not log.integrity.ok and log.integrity.first_bad_seq == seq
+
+
+def rehashed(path, where, old, new):
+    """One entry's body edited with its hash recomputed, as a careful forger would."""
+    import hashlib
+
+    with sqlite3.connect(path) as connection:
+        seq, body = connection.execute(f"SELECT seq, body FROM entries WHERE {where} "
+                                       "ORDER BY seq DESC LIMIT 1").fetchone()
+        changed = bytes(body).replace(old, new)
+        assert changed != bytes(body)
+        connection.execute("UPDATE entries SET body = ?, hash = ? WHERE seq = ?",
+                           (changed, hashlib.sha256(b"\x00" + changed).hexdigest(), seq))
+    connection.close()
+    return seq
+
+
+def failing(names):
+    for name in names:
+        with pytest.raises(ValueError):
+            with execution("p", execution_id=name) as ex:
+                with ex.step(f"step-{name}"):
+                    raise ValueError(name)
+        with execution("p", execution_id=f"ok-{name}") as ex:
+            with ex.step("fine"):
+                pass
+    otel_execaudit.shutdown()
+
+
+def test_a_kind_column_changed_cannot_hide_the_latest_failure(ledger_path, monkeypatch):
+    """UPDATE entries SET kind = 'step.note' on the newest failure: the scan reads it by its
+    body all the same, shows it, and the check says the column was changed."""
+    from otel_execaudit.inspection import get_last_error
+
+    monkeypatch.setattr(integrity, "FULL_CHECK_UP_TO", 0)
+    failing(["f1", "f2"])
+    with sqlite3.connect(ledger_path) as connection:
+        seq = connection.execute("SELECT seq FROM entries WHERE kind = 'step.failed' AND "
+                                 "execution_id = 'f2'").fetchone()[0]
+        connection.execute("UPDATE entries SET kind = 'step.note' WHERE seq = ?", (seq,))
+        connection.execute("UPDATE entries SET kind = 'step.note' WHERE kind = "
+                           "'execution.ended' AND execution_id = 'f2'")
+    connection.close()
+    with ExecutionLog(ledger_path) as log:
+        error = get_last_error(log=log)
+        assert error.execution_id == "f2" and error.ledger_seq == seq
+        assert not log.integrity.ok and log.integrity.first_bad_seq == seq
+        assert "kind column ('step.note') is not its body's ('step.failed')" in \
+            log.integrity.reason
+    with ExecutionLog(ledger_path) as log:  # the listing sees f2 failed, and says why not ok
+        assert [item.execution_id for item in log.list_executions(status="failed")][0] == "f2"
+        assert not log.integrity.ok
+
+
+def test_an_execution_id_column_changed_cannot_hide_an_entry(ledger_path, monkeypatch):
+    monkeypatch.setattr(integrity, "FULL_CHECK_UP_TO", 0)
+    failing(["f1", "f2"])
+    with sqlite3.connect(ledger_path) as connection:
+        seq = connection.execute("SELECT seq FROM entries WHERE kind = 'step.failed' AND "
+                                 "execution_id = 'f1'").fetchone()[0]
+        connection.execute("UPDATE entries SET execution_id = 'ok-f2' WHERE seq = ?", (seq,))
+    connection.close()
+    with ExecutionLog(ledger_path) as log:
+        view = log.get_execution("f1")
+        assert [event.event_type.value for event in view.record.step_events] == \
+            ["started", "failed"]
+        assert not log.integrity.ok and log.integrity.first_bad_seq == seq
+        assert "execution_id column ('ok-f2')" in log.integrity.reason
+    with sqlite3.connect(ledger_path) as connection:  # every column of f2 moved to another id
+        connection.execute("UPDATE entries SET execution_id = 'elsewhere' WHERE execution_id "
+                           "= 'f2'")
+    connection.close()
+    with ExecutionLog(ledger_path) as log:
+        assert log.get_execution("f2").record.status.value == "failed"
+        assert not log.integrity.ok
+
+
+def test_the_entry_after_one_read_must_hash_check_too(ledger_path, monkeypatch):
+    """An entry read, edited with its hash recomputed, and the next entry's prev edited to
+    match, without recomputing that one's hash: found at the next entry."""
+    monkeypatch.setattr(integrity, "FULL_CHECK_UP_TO", 0)
+    for name in ("e1", "e2"):
+        with execution("p", execution_id=name):
+            pass
+    otel_execaudit.shutdown()
+    seq = rehashed(ledger_path, "execution_id = 'e1' AND kind = 'execution.ended'",
+                   b'"completed"', b'"failed"')
+    with sqlite3.connect(ledger_path) as connection:
+        digest, = connection.execute("SELECT hash FROM entries WHERE seq = ?", (seq,)).fetchone()
+        body, = connection.execute("SELECT body FROM entries WHERE seq = ?",
+                                   (seq + 1,)).fetchone()
+        entry = bytes(body)
+        start = entry.index(b'"prev":"') + 8
+        connection.execute("UPDATE entries SET body = ? WHERE seq = ?",
+                           (entry[:start] + digest.encode() + entry[start + 64:], seq + 1))
+    connection.close()
+    with ExecutionLog(ledger_path) as log:
+        assert log.get_execution("e1").record.status.value == "failed"
+        assert not log.integrity.ok and log.integrity.first_bad_seq == seq + 1
+        assert "does not match its hash (an entry next to one read)" in log.integrity.reason

@@ -26,14 +26,15 @@ never cut. No failure recorded is an answer (``None``), not an error::
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import json
 import os
 import pathlib
 import re
 import sysconfig
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
-from otel_execaudit.inspection.queries import ExecutionLog
+from otel_execaudit.inspection.queries import ExecutionLog, member
 from otel_execaudit.inspection.rebuild import Row, split_runs, tenant_of
 from otel_execaudit.inspection.visible import visible
 
@@ -137,7 +138,18 @@ def get_last_error(tool_name: str | None = None, *, plan_id: str | None = None,
     if log is None:
         with ExecutionLog(_ledger_path(ledger)) as opened:
             return get_last_error(tool_name, plan_id=plan_id, tenant=tenant, log=opened)
-    for row in log.scan(("step.failed", "execution.ended")):
+    # Only entries whose bodies can match are read: a failed step (of that name), an end that
+    # says failed (for a failure outside any step), of that plan; newest first, merged.
+    plan = () if plan_id is None else (member("plan_id", plan_id),)
+    if tool_name is not None:
+        rows: Iterable[Row] = log.scan(("step.failed",),
+                                       having=(member("step_name", tool_name), *plan))
+    else:
+        rows = heapq.merge(log.scan(("step.failed",), having=plan),
+                           log.scan(("execution.ended",),
+                                    having=(member("status", "failed"), *plan)),
+                           key=lambda row: -row.seq)
+    for row in rows:
         if plan_id is not None and row.entry["plan_id"] != plan_id:
             continue
         if row.kind == "step.failed":
