@@ -5,12 +5,21 @@ executed; a confirmation is recorded, never acted on."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import pathlib
 
 import pytest
 
 import otel_execaudit
-from otel_execaudit import ActionOutcome, AdapterRegistry, Executor, RollbackHint, execution
+from otel_execaudit import (
+    ActionOutcome,
+    AdapterRegistry,
+    ExecutionGuard,
+    Executor,
+    RollbackHint,
+    Severity,
+    execution,
+)
 from otel_execaudit.inspection import (
     ExecutionDisplay,
     ExecutionLog,
@@ -246,3 +255,61 @@ def test_a_confirmation_in_a_tampered_ledger_is_refused_and_nothing_is_asked(led
     assert reason.startswith("refused: the ledger failed verification at seq ")
     with ExecutionLog(ledger_path) as log:
         assert [row.kind for row in log.rows("c-1")][-1] == "execution.ended"  # nothing recorded
+
+
+def live_run(adapters, plan, **options):
+    executor = Executor(adapters=adapters, **options)
+    dry = executor.run(plan, client_id=1)
+    return executor.run(plan, client_id=1, mode="LIVE", acknowledge_risk=True, validated=True,
+                        validation_passed=True, plan_hash=dry.plan_hash)
+
+
+def test_a_step_cancelled_mid_action_may_have_done_what_it_declared(ledger_path):
+    """KeyboardInterrupt inside the adapter: the step is cancelled, but its irreversible
+    declared effect may have happened, so rollback is not possible."""
+    adapters = AdapterRegistry()
+
+    @adapters.adapter("wire", side_effects=[{"category": "network", "description": "sent money",
+                                             "reversible": False}])
+    def wire(context):
+        raise KeyboardInterrupt  # half-way: the money may have left
+
+    plan = {"plan_id": "pay", "steps": [{"name": "wire", "action_type": "wire"}]}
+    with pytest.raises(KeyboardInterrupt):
+        live_run(adapters, plan)
+    otel_execaudit.get_runtime().ledger.sync()
+    with ExecutionLog(ledger_path) as log:
+        record = log.get_execution("last").record
+    assert [event.event_type.value for event in record.step_events] == ["started", "cancelled"]
+    scaffold = RollbackPlanner.plan_rollback(record)
+    assert not scaffold.is_rollback_possible
+    assert scaffold.irreversible_steps == (0,)
+    assert "step 0 (wire) has an irreversible side effect" in scaffold.reason
+
+    unfinished = dataclasses.replace(record, step_events=record.step_events[:1])  # it died
+    assert not RollbackPlanner.plan_rollback(unfinished).is_rollback_possible
+
+
+def test_a_step_a_guard_blocked_did_nothing(ledger_path):
+    """Cancelled before its action (a guard denied it just before acting): nothing to undo."""
+    adapters = AdapterRegistry()
+
+    @adapters.adapter("wire", side_effects=[{"category": "network", "reversible": False}])
+    def wire(context):
+        raise AssertionError("a blocked step never calls its adapter")
+
+    class NotNow:
+        name, severity = "NotNow", Severity.DENY
+
+        def check(self, context):  # allows the plan, denies the step about to act
+            return ExecutionGuard(self.name, context.step is None, "not now")
+
+    plan = {"plan_id": "pay", "steps": [{"name": "wire", "action_type": "wire"}]}
+    result = live_run(adapters, plan, guards=[NotNow()])
+    assert result.is_blocked(), result.error
+    otel_execaudit.get_runtime().ledger.sync()
+    with ExecutionLog(ledger_path) as log:
+        record = log.get_execution(result.metadata["execution_id"]).record
+    assert [event.event_type.value for event in record.step_events] == ["started", "cancelled"]
+    scaffold = RollbackPlanner.plan_rollback(record)
+    assert scaffold.is_rollback_possible and scaffold.irreversible_steps == (), scaffold.reason

@@ -274,7 +274,7 @@ class PlanRun(UsageKeeping, PathEndings):
         if not denied:
             return True
         reason = "blocked by " + ", ".join(denied)
-        handle.cancel(reason)
+        handle.cancel(reason, {"blocked_by": denied})  # before its action: nothing was done
         self.actions.append(self._not_run(index, step, "blocked", reason, adapter))
         self.status, self.error = ResultStatus.BLOCKED, reason
         self._emit(step, adapter, terminal.GUARD_DENIED)

@@ -156,15 +156,19 @@ def _steps(record: ExecutionRecord) -> tuple[dict[int, str], list[int]]:
 
 
 def _ran(record: ExecutionRecord, index: int) -> bool:
-    """Whether step ``index`` reached its action: it completed (not simulated) or failed."""
+    """Whether step ``index`` may have reached its action. The worst case unless the ledger
+    says otherwise: a step that started ran, unless it completed as simulated or a guard
+    blocked it before its action; one cancelled mid-way or never finished may have acted."""
+    started = False
     for event in record.step_events:
         if event.step_index != index:
             continue
-        if event.event_type is StepEventType.FAILED:
-            return True
-        if event.event_type is StepEventType.COMPLETED and not event.details.get("simulated"):
-            return True
-    return False
+        started = True
+        if event.event_type is StepEventType.COMPLETED and event.details.get("simulated"):
+            return False
+        if event.event_type is StepEventType.CANCELLED and event.details.get("blocked_by"):
+            return False
+    return started
 
 
 def _effects_by_step(record: ExecutionRecord, names: Mapping[int, str]

@@ -59,5 +59,6 @@ class StepHandle:
              details: Mapping[str, Any] | None = None) -> None:
         self.observer._finish_step(self, StepEventType.FAILED, details, error)
 
-    def cancel(self, error: BaseException | str | None = None) -> None:
-        self.observer._finish_step(self, StepEventType.CANCELLED, None, error or "cancelled")
+    def cancel(self, error: BaseException | str | None = None,
+               details: Mapping[str, Any] | None = None) -> None:
+        self.observer._finish_step(self, StepEventType.CANCELLED, details, error or "cancelled")
