@@ -44,6 +44,7 @@ from otel_execaudit.errors import (
     RecordingError,
     SecurityEscalationError,
     UnknownExecutionError,
+    UnreadableExecutionError,
 )
 from otel_execaudit.ledger import (
     Durability,
@@ -155,7 +156,8 @@ __all__ = [
     "RollbackPlanner", "RollbackScaffold", "Runtime", "SecurityEscalationError",
     "SecuritySnapshot", "SecurityState", "Severity", "SideEffect", "SideEffectCategory",
     "SideEffectReport", "Step", "StepEvent", "StepEventType", "StepHandle", "TenantContextGuard",
-    "TerminalEvent", "UnknownExecutionError", "ValidationRequiredGuard", "VerifyReport", "adapter",
+    "TerminalEvent", "UnknownExecutionError", "UnreadableExecutionError", "ValidationRequiredGuard",
+    "VerifyReport", "adapter",
     "bind", "configure", "current_execution", "current_step", "default_ledger_path",
     "execute_plan", "execution", "get_last_error", "get_runtime", "load_plan", "plan", "shutdown",
     "step", "verify",

@@ -73,6 +73,15 @@ class AmbiguousExecutionError(UnknownExecutionError):
         self.candidates = candidates
 
 
+class UnreadableExecutionError(LedgerError):
+    """An execution's entries cannot be rebuilt into its record: ``tampered`` when the ledger
+    failed its check (an entry was changed), else entries the recorder does not write."""
+
+    def __init__(self, message: str, execution_id: str | None = None,
+                 tampered: bool = False) -> None:
+        super().__init__(message)
+        self.execution_id, self.tampered = execution_id, tampered
+
 
 class ProofError(LedgerError, ValueError):
     """A Merkle proof, checkpoint, signed note or proof bundle does not verify or is malformed;

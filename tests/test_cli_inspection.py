@@ -1108,3 +1108,46 @@ def test_the_documented_commands_run_as_shown(demo, tmp_path, name, commands, sa
         for line in sample.splitlines():
             if line.strip() and "…" not in line:
                 assert normalized(line) in shown, (line, outputs[0])
+
+
+def test_an_execution_that_cannot_be_rebuilt_says_tampered_and_the_listing_leaves_it_out(
+        recorded, tmp_path):
+    path = copy(recorded, tmp_path / "garbage.db")
+    seq = change_body(path, "execution_id = 'deploy-1a' AND kind = 'step.started'",
+                      b'"ts":"20', b'"ts":"yesterday 20')
+    for command in ("show", "rollback", "report"):
+        extra = ["--html", tmp_path / f"{command}.html"] if command == "report" else []
+        result = execaudit(command, "deploy-1a", "--ledger", path, *extra)
+        assert result.returncode == 1 and result.stdout == "", result.stdout + result.stderr
+        lines = result.stderr.splitlines()
+        assert lines[0].startswith(f"{WARNING} at seq {seq}")
+        assert "tampered" in lines[1] and "deploy-1a" in lines[1]
+        assert "Traceback" not in result.stderr
+    listed = execaudit("executions", "--ledger", path)
+    assert listed.returncode == 1 and "deploy-1a" not in listed.stdout
+    assert "1 execution(s) left out" in listed.stdout and "deploy-1b" in listed.stdout
+    document = as_json(execaudit("executions", "--ledger", path, "--json"))
+    assert document["unreadable"] == ["deploy-1a"]
+
+
+def test_a_file_that_breaks_under_the_read_exits_1_without_a_traceback(recorded, monkeypatch):
+    from otel_execaudit.inspection import ExecutionLog
+
+    def malformed(*arguments, **named):
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    monkeypatch.setattr(ExecutionLog, "get_execution", malformed)
+    result = invoke("show", "last", "--ledger", recorded)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "could not be read to the end (database disk image is malformed)" in result.stderr
+    assert "restore it from a copy" in result.stderr
+
+
+@pytest.mark.parametrize("arguments", [["--status", "finished"], ["--limit", "0"],
+                                       ["--limit", "-3"]], ids=" ".join)
+def test_executions_refuses_a_status_or_limit_it_cannot_use(recorded, arguments):
+    result = execaudit("executions", "--ledger", recorded, *arguments)
+    assert result.returncode == 64 and result.stdout == ""
+    assert "Traceback" not in result.stderr
+    if arguments[0] == "--status":
+        assert "completed" in result.stderr and "failed" in result.stderr

@@ -123,7 +123,8 @@ PUBLIC = [
     'verify',
 ] + [  # reading what happened (inspection), added since
     'AmbiguousExecutionError', 'ExecutionDisplay', 'ExecutionLog', 'HestiaAgent', 'LastError',
-    'RollbackPlanner', 'RollbackScaffold', 'UnknownExecutionError', 'get_last_error',
+    'RollbackPlanner', 'RollbackScaffold', 'UnknownExecutionError', 'UnreadableExecutionError',
+    'get_last_error',
 ]
 
 

@@ -413,3 +413,99 @@ def test_an_unexpected_failure_is_a_tool_error_without_the_servers_traceback(tmp
     assert "verify_ledger failed unexpectedly (RuntimeError)" in failure
     assert "/secret/path" not in failure and "Traceback" not in failure
     assert listed.structured_content["executions"][0]["execution_id"] == "deploy"
+
+
+def test_the_cli_the_report_and_the_server_give_the_same_hints(tmp_path):
+    """One source of hints: a text hint is a hint, and the step that carries a hint is the one
+    it undoes whatever index the hint itself names."""
+    def body() -> None:
+        with execution("web", execution_id="two-hints") as ex:
+            with ex.step("create", details={"rollback": {"step_index": 7,
+                                                         "description": "drop it",
+                                                         "actions": ["DROP TABLE t;"]}}) as st:
+                st.side_effect("data_mutation", "created t", reversible=True)
+            with ex.step("fill", details={"rollback": "restore t from last night's dump"}) as st:
+                st.side_effect("data_mutation", "filled t", reversible=True)
+    ledger = tmp_path / "l.db"
+    record(ledger, body)
+    expected = [{"description": "restore t from last night's dump", "actions": [],
+                 "risks": [], "step_index": 1},
+                {"description": "drop it", "actions": ["DROP TABLE t;"], "risks": [],
+                 "step_index": 0}]
+    guidance, = calls(ledger, tmp_path, ("rollback_guidance", {"execution_id": "two-hints"}))
+    assert guidance.structured_content["rollback_hints"] == expected
+    assert guidance.structured_content["is_rollback_possible"] is True
+    cli = subprocess.run([sys.executable, "-m", "otel_execaudit.cli", "rollback", "two-hints",
+                          "--ledger", str(ledger), "--json"], capture_output=True, text=True,
+                         cwd=str(ROOT), env={"OTEL_SDK_DISABLED": "true"}, check=False)
+    assert cli.returncode == 0, cli.stderr
+    import json
+
+    document = json.loads(cli.stdout)
+    assert document["rollback_hints"] == expected
+    assert document["manual_steps"] == guidance.structured_content["manual_steps"] == [
+        "step 1 (fill): restore t from last night's dump", "step 0 (create): DROP TABLE t;"]
+    out = tmp_path / "r.html"
+    page = subprocess.run([sys.executable, "-m", "otel_execaudit.cli", "report", "two-hints",
+                           "--ledger", str(ledger), "--html", str(out)], capture_output=True,
+                          text=True, cwd=str(ROOT), env={"OTEL_SDK_DISABLED": "true"},
+                          check=False)
+    assert page.returncode == 0, page.stderr
+    html = out.read_text(encoding="utf-8")
+    assert "restore t from last night&#x27;s dump" in html or \
+        "restore t from last night's dump" in html
+    assert "no rollback hint" not in html
+
+
+def test_an_execution_that_cannot_be_rebuilt_is_a_tool_error_saying_tampered(tmp_path):
+    """A step's time edited to text that is no time: show_execution and rollback_guidance say
+    the ledger was tampered with; list_executions leaves it out and says so."""
+    ledger = small_ledger(tmp_path / "l.db")
+    with sqlite3.connect(ledger) as connection:
+        seq, body = connection.execute("SELECT seq, body FROM entries WHERE kind = "
+                                       "'step.started' AND execution_id = 'deploy'").fetchone()
+        start = bytes(body).index(b'"ts":"') + 6
+        end = bytes(body).index(b'"', start)
+        changed = bytes(body)[:start] + b"yesterday" + bytes(body)[end:]
+        connection.execute("UPDATE entries SET body = ? WHERE seq = ?", (changed, seq))
+    connection.close()
+    shown, guidance, listed, verified = calls(
+        ledger, tmp_path, ("show_execution", {"execution_id": "deploy"}),
+        ("rollback_guidance", {"execution_id": "deploy"}), ("list_executions", {}),
+        ("verify_ledger", {}))
+    for result in (shown, guidance):
+        assert result.is_error and "tampered" in text(result) and "deploy" in text(result)
+        assert "Traceback" not in text(result)
+    assert not listed.is_error and text(listed).startswith(WARNING)
+    assert listed.structured_content["unreadable"] == ["deploy"]
+    assert "deploy" not in [item["execution_id"] for item in
+                            listed.structured_content["executions"]]
+    assert [item["execution_id"] for item in listed.structured_content["executions"]] == [
+        "inject", "same-2", "same-1"]
+    assert verified.structured_content["first_bad_seq"] == seq
+
+
+def test_a_file_that_breaks_under_the_read_is_a_tool_error(tmp_path, monkeypatch):
+    """In-process: sqlite reports the file malformed half-way through a read."""
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    from otel_execaudit.inspection import ExecutionLog, mcp_server
+
+    ledger = small_ledger(tmp_path / "l.db")
+    server = mcp_server.build_server(ledger)
+
+    def malformed(*arguments: Any, **named: Any) -> Any:
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    monkeypatch.setattr(ExecutionLog, "get_execution", malformed)
+
+    async def script() -> str:
+        try:
+            await server.call_tool("show_execution", {"execution_id": "last"})
+        except ToolError as error:
+            return str(error)
+        return "no error"
+
+    failure = anyio.run(script)
+    assert "could not be read to the end (database disk image is malformed)" in failure
+    assert "restore it from a copy" in failure and "unexpectedly" not in failure

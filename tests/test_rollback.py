@@ -191,25 +191,38 @@ def test_without_a_terminal_nothing_is_confirmed(ledger_path, monkeypatch):
 
 
 def test_no_inspection_code_can_run_anything():
-    """Nothing in inspection/ calls a process, evaluates text, imports by name or reaches the
-    executor: a hint's actions can only ever be shown."""
+    """Nothing in inspection/, nor the commands and the server that front it, calls a process,
+    evaluates text, imports by name or reaches the executor (directly, or its names through the
+    package's facade): a hint's actions can only ever be shown."""
+    import otel_execaudit.executor as executor_package
+
+    executor_names = set(executor_package.__all__)
     forbidden_calls = {"system", "popen", "exec", "eval", "import_module", "__import__",
                        "check_call", "check_output", "Popen", "spawnv", "execv", "execvp",
-                       "startfile"}
+                       "startfile", "run_module", "run_path"}
+    cli = INSPECTION.parent / "cli"
+    paths = [*INSPECTION.glob("*.py"), cli / "inspection.py", cli / "mcp.py"]
     found = []
-    for path in INSPECTION.glob("*.py"):
+    for path in paths:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
-                names = [alias.name for alias in node.names] + [getattr(node, "module", "") or ""]
+                module = getattr(node, "module", "") or ""
+                names = [alias.name for alias in node.names] + [module]
                 found += [f"{path.name} imports {name}" for name in names
-                          if name.split(".")[0] in {"subprocess", "importlib", "ctypes"}
+                          if name.split(".")[0] in {"subprocess", "importlib", "ctypes", "runpy"}
                           or name.startswith("otel_execaudit.executor")]
+                if module == "otel_execaudit":  # the facade re-exports the executor's names
+                    found += [f"{path.name} imports {alias.name} (the executor's)"
+                              for alias in node.names if alias.name in executor_names]
+            elif isinstance(node, ast.Attribute) and node.attr in executor_names and \
+                    isinstance(node.value, ast.Name) and node.value.id == "otel_execaudit":
+                found.append(f"{path.name}:{node.lineno} uses otel_execaudit.{node.attr}")
             elif isinstance(node, ast.Call):
                 name = getattr(node.func, "attr", getattr(node.func, "id", ""))
                 if name in forbidden_calls:
                     found.append(f"{path.name}:{node.lineno} calls {name}")
-    assert found == []
+    assert len(paths) > 5 and found == []
 
 
 def test_irreversible_actions_are_marked_by_text(ledger_path):

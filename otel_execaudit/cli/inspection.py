@@ -2,8 +2,9 @@
 ``report``: what happened, read from the ledger. The ledger is checked before anything is shown,
 and a failed check is said first. Nothing here executes a rollback.
 
-Exit statuses, for every command here: 0 shown, 1 shown but the ledger failed verification,
-2 no ledger there (missing, not a ledger, a newer format, unreadable), 3 no such execution
+Exit statuses, for every command here: 0 shown, 1 the ledger failed verification (shown after
+the warning; nothing shown when what was asked cannot be rebuilt or the file broke under the
+read), 2 no ledger there (missing, not a ledger, a newer format, unreadable), 3 no such execution
 (an unknown id, an ambiguous prefix, an empty ledger), 4 rollback not possible or not
 confirmed (``rollback``, ``confirm-rollback``).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import stat
 import sys
 from contextlib import contextmanager
@@ -22,7 +24,7 @@ from typing import Any, Callable, Iterator
 import click
 
 from otel_execaudit.cli import _verbose, error_document, main
-from otel_execaudit.errors import LedgerError, UnknownExecutionError
+from otel_execaudit.errors import LedgerError, UnknownExecutionError, UnreadableExecutionError
 from otel_execaudit.inspection import (
     ExecutionDisplay,
     ExecutionLog,
@@ -31,6 +33,7 @@ from otel_execaudit.inspection import (
     RollbackScaffold,
     get_last_error,
 )
+from otel_execaudit.inspection.queries import STATUSES
 from otel_execaudit.inspection.visible import visible, visible_json
 from otel_execaudit.ledger import default_ledger_path
 from otel_execaudit.recording.records import escaped_text
@@ -58,6 +61,12 @@ def _reading(ledger_path: Path | None, as_json: bool) -> Iterator[ExecutionLog]:
         yield log
     except UnknownExecutionError as error:
         _fail(error, as_json, EXIT_NO_EXECUTION, log.integrity)
+    except UnreadableExecutionError as error:
+        _fail(error, as_json, EXIT_TAMPERED if error.tampered else EXIT_NO_LEDGER, log.integrity)
+    except sqlite3.DatabaseError as error:  # the file broke under the read: damaged
+        _fail(LedgerError(f"{target} could not be read to the end ({error}): the file is "
+                          "damaged. Run `execaudit verify` on it, and restore it from a copy."),
+              as_json, EXIT_TAMPERED)
     except (KeyError, IndexError, ValueError, TypeError, AttributeError) as error:
         integrity = log.integrity
         why = ("it was changed: the ledger failed verification" if not integrity.ok
@@ -118,7 +127,8 @@ def _moment(context: click.Context, parameter: click.Parameter, value: str | Non
 @_verbose
 @_ledger_option
 @_json_option
-@click.option("--status", help="Only executions that ended so (completed, failed, blocked, ...).")
+@click.option("--status", type=click.Choice(STATUSES, case_sensitive=False),
+              help="Only executions whose latest run is so.")
 @click.option("--plan", "plan_id", help="Only this plan id.")
 @click.option("--mode", type=click.Choice(["DRY_RUN", "LIVE"], case_sensitive=False))
 @click.option("--since", callback=_moment,
@@ -146,10 +156,14 @@ def executions_command(ledger_path: Path | None, as_json: bool, status: str | No
                 lines.append(f"{visible(item.started_at[:19]):<19}  {visible(item.status):<17} "
                              f"{visible(item.mode):<7} {duration:>9}  "
                              f"{visible(item.execution_id)}  {visible(item.plan_id)}{failed}")
+            if log.unreadable:
+                lines.append(f"({len(log.unreadable)} execution(s) left out: their entries "
+                             "cannot be rebuilt; `execaudit show ID` says why)")
             return "\n".join(lines)
 
         _show(log, as_json, lambda: {"format": "otel-execaudit.executions/1",
-                                     "executions": [item.to_dict() for item in found]}, text)
+                                     "executions": [item.to_dict() for item in found],
+                                     "unreadable": sorted(log.unreadable)}, text)
 
 
 @main.command("show")
@@ -180,7 +194,7 @@ def rollback_command(reference: str, ledger_path: Path | None, as_json: bool) ->
     order to follow. Nothing is executed. Exit 4 when rollback is not possible."""
     with _reading(ledger_path, as_json) as log:
         view = log.get_execution(reference)
-        scaffold = RollbackPlanner.plan_rollback(view.record, view.rollback_hints)
+        scaffold = RollbackPlanner.plan_rollback(view.record)
         _show(log, as_json,
               lambda: {"format": "otel-execaudit.rollback/1", **scaffold.to_dict()},
               lambda: ExecutionDisplay().show_rollback_guidance(scaffold),
@@ -199,7 +213,7 @@ def confirm_rollback_command(reference: str, ledger_path: Path | None, as_json: 
     target = ledger_path or default_ledger_path()
     with _reading(target, as_json) as log:
         view = log.get_execution(reference)
-        scaffold = RollbackPlanner.plan_rollback(view.record, view.rollback_hints)
+        scaffold = RollbackPlanner.plan_rollback(view.record)
         ask = _ask_on_stderr if sys.stdin.isatty() else None
         display = ExecutionDisplay(ledger=target, ask=ask)
         guidance = display.show_rollback_guidance(scaffold)
@@ -268,7 +282,7 @@ def report_command(reference: str, ledger_path: Path | None, html_path: Path, fo
     _refuse_output(html_path, target, force)  # before anything is read
     with _reading(target, as_json) as log:
         view = log.get_execution(reference)
-        scaffold = RollbackPlanner.plan_rollback(view.record, view.rollback_hints)
+        scaffold = RollbackPlanner.plan_rollback(view.record)
         page = render_report(view, scaffold, log.integrity)
         try:
             _write_report(html_path, target, force, page)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import os
 import pathlib
+import sqlite3
 import traceback
 from datetime import datetime, timezone
 from typing import Annotated, Any, Callable, Literal
@@ -26,8 +27,14 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from otel_execaudit.errors import (AmbiguousExecutionError, LedgerError, LedgerNotFoundError,
-                                   NotALedgerError, UnknownExecutionError)
+from otel_execaudit.errors import (
+    AmbiguousExecutionError,
+    LedgerError,
+    LedgerNotFoundError,
+    NotALedgerError,
+    UnknownExecutionError,
+    UnreadableExecutionError,
+)
 from otel_execaudit.inspection.displays import ExecutionDisplay
 from otel_execaudit.inspection.integrity import Integrity
 from otel_execaudit.inspection.last_error import EVIDENCE_NOTE, Frame, get_last_error
@@ -107,6 +114,8 @@ class LastErrorAnswer(Answer):
 class ExecutionListAnswer(Answer):
     executions: list[ExecutionSummary]
     more: bool = Field(description="More executions match than the limit let through.")
+    unreadable: list[str] = Field(default_factory=list, description="Ids left out: their "
+                                  "entries cannot be rebuilt (see warning).")
 
 
 class StepItem(BaseModel):
@@ -216,7 +225,8 @@ def build_server(ledger_path: str | os.PathLike[str]) -> MCPServer:
                                         since=bounds[0], until=bounds[1], tenant=tenant,
                                         limit=limit + 1)
             answer = ExecutionListAnswer(**_frame(log), executions=found[:limit],
-                                         more=len(found) > limit)
+                                         more=len(found) > limit,
+                                         unreadable=sorted(log.unreadable))
         if not found:
             return _result(answer, "No execution matches." if not log.empty
                            else "No execution recorded yet.")
@@ -227,6 +237,9 @@ def build_server(ledger_path: str | os.PathLike[str]) -> MCPServer:
                  f"{item.mode}" + (f"  failed at {item.failed_step}" if item.failed_step else "")
                  for item in found[:limit]]
         more = ["(more match: raise limit or narrow the filters)"] if answer.more else []
+        if answer.unreadable:
+            more.append(f"(left out, their entries cannot be rebuilt: "
+                        f"{', '.join(answer.unreadable)})")
         return _result(answer, "\n".join(lines + more))
 
     @tool("show_execution", "Execution", "One execution's steps, side effects, guards and "
@@ -286,9 +299,16 @@ def _answering(name: str, path: pathlib.Path, function: Callable[..., Any]) -> A
                             "the right file.") from None
         except NotALedgerError as error:
             raise ToolError(f"{error} Nothing was read.") from None
+        except UnreadableExecutionError as error:
+            raise ToolError(f"{error} Nothing of it is shown; verify_ledger reports the "
+                            "damage.") from None
         except LedgerError as error:
             raise ToolError(f"{error} Nothing was read; verify_ledger reports the damage.") \
                 from None
+        except sqlite3.DatabaseError as error:  # the file broke under the read
+            raise ToolError(f"The ledger at {path} could not be read to the end ({error}): the "
+                            "file is damaged. verify_ledger reports the damage; restore it "
+                            "from a copy.") from None
         except Exception as error:  # noqa: BLE001 - the server answers, it never crashes
             get_logger().error("mcp tool failed", tool=name, traceback=traceback.format_exc())
             raise ToolError(f"{name} failed unexpectedly ({type(error).__name__}); the ledger "

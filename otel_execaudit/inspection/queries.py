@@ -32,6 +32,7 @@ from otel_execaudit.errors import (
     AmbiguousExecutionError,
     LedgerError,
     UnknownExecutionError,
+    UnreadableExecutionError,
 )
 from otel_execaudit.inspection.integrity import (
     Checked,
@@ -110,6 +111,8 @@ class ExecutionLog:
         self.last_seq: int = -1 if last is None else last
         self._read: dict[int, Checked] = {}
         self._checked: tuple[int, Integrity] | None = None
+        # Executions a listing left out because their entries cannot be rebuilt: id -> why.
+        self.unreadable: dict[str, str] = {}
         whole = check_ledger(self.path, self.last_seq + 1)
         if problem is not None:
             whole = Integrity(False, "ledger", self.last_seq + 1, None, problem)
@@ -206,7 +209,11 @@ class ExecutionLog:
                 possible = {ended[trace]} if trace in ended else {"started", *ended.values()}
                 if wanted not in possible:
                     continue
-            summary, _ = self._summary(execution_id)
+            try:
+                summary, _ = self._summary(execution_id)
+            except UnreadableExecutionError as error:  # said by the check, and in .unreadable
+                self.unreadable[execution_id] = str(error)
+                continue
             if wanted is not None and summary.status != wanted:
                 continue
             found.append(summary)
@@ -231,7 +238,11 @@ class ExecutionLog:
             if row.data.get("status") != status or execution_id in met:
                 continue
             met.add(execution_id)  # its newest end: an older run's says nothing of the latest
-            summary, first_seq = self._summary(execution_id)
+            try:
+                summary, first_seq = self._summary(execution_id)
+            except UnreadableExecutionError as error:
+                self.unreadable[execution_id] = str(error)
+                continue
             if summary.status == status and matches(summary):
                 found.append((first_seq, summary))
         found.sort(key=lambda item: item[0], reverse=True)
@@ -241,7 +252,7 @@ class ExecutionLog:
         """The summary of an execution's latest run, and the seq that run starts at."""
         runs = split_runs(self.rows(execution_id))
         run = runs[-1]
-        view = build_view(run, len(runs), len(runs))
+        view = self._view(run, len(runs), len(runs))
         record = view.record
         failed = next((event.step_name for event in reversed(record.step_events)
                        if event.event_type is StepEventType.FAILED), None)
@@ -300,7 +311,23 @@ class ExecutionLog:
         if not 1 <= number <= len(runs):
             raise UnknownExecutionError(f"execution {execution_id} has {len(runs)} run(s); "
                                         f"there is no run {run}.")
-        return build_view(runs[number - 1], number, len(runs))
+        return self._view(runs[number - 1], number, len(runs))
+
+    def _view(self, run: list[Row], number: int, runs: int) -> ExecutionView:
+        """The run rebuilt; an entry it cannot be rebuilt from is an ``UnreadableExecutionError``
+        that says whether the ledger failed its check (a tampered entry) or not."""
+        try:
+            return build_view(run, number, runs)
+        except (KeyError, IndexError, ValueError, TypeError, AttributeError) as error:
+            execution_id = run[0].entry.get("execution_id") if run else None
+            integrity = self.integrity
+            why = (f"the ledger was tampered with: {integrity.warning}" if not integrity.ok
+                   else "the ledger verifies, but an entry is not one the recorder writes "
+                   "(appended by other code?)")
+            raise UnreadableExecutionError(
+                f"an entry in {self.path} cannot be read as part of execution "
+                f"{execution_id!r} ({type(error).__name__}: {error}): {why}", execution_id,
+                tampered=not integrity.ok) from None
 
     # ----- plumbing --------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from otel_execaudit.recording import (
     StepEvent,
     StepEventType,
 )
+from otel_execaudit.inspection.rollback import recorded_hints
 from otel_execaudit.recording.records import GENESIS, parse_timestamp, thawed
 
 __all__ = ["ExecutionView", "Row", "as_bytes", "build_view", "rebuild_record", "run_end_ts",
@@ -153,17 +154,12 @@ def rebuild_record(run: list[Row]) -> ExecutionRecord:
 def build_view(run: list[Row], number: int, runs: int) -> ExecutionView:
     record = rebuild_record(run)
     started = run[0].data if run[0].kind == "execution.started" else {}
-    hints = []
-    for event in record.step_events:
-        hint = event.details.get("rollback") if event.event_type is StepEventType.STARTED else None
-        if isinstance(hint, Mapping):
-            hints.append({"step_index": event.step_index, **thawed(hint)})
     return ExecutionView(
         record=record, details=dict(started.get("details") or {}),
         guards=tuple(dict(row.data) for row in run if row.kind == "guard.evaluated"),
         actions=tuple(dict(row.data) for row in run if row.kind == "action.terminal"),
         notes=tuple(dict(row.data) for row in run if row.kind == "step.note"),
-        rollback_hints=tuple(hints), run=number, runs=runs, first_seq=run[0].seq,
+        rollback_hints=tuple(hint.to_dict() for hint in recorded_hints(record)), run=number, runs=runs, first_seq=run[0].seq,
         last_seq=run[-1].seq)
 
 

@@ -121,7 +121,9 @@ class RollbackPlanner:
 
 
 def recorded_hints(record: ExecutionRecord) -> list[RollbackHint]:
-    """The hints a record's steps carry in their started event's ``details["rollback"]``."""
+    """The hints a record's steps carry in their started event's ``details["rollback"]`` (a
+    mapping, or a text that is its description), each for the step that carries it: the one
+    source of the hints the CLI, the report and the MCP server show."""
     found = []
     for event in record.step_events:
         hint = event.details.get("rollback") if event.event_type is StepEventType.STARTED else None
@@ -142,10 +144,18 @@ def _hint(item: RollbackHint | Mapping[str, Any]) -> RollbackHint:
             or isinstance(item.get("step_index"), bool):
         raise ValueError("a rollback hint is a mapping with an integer step_index, and "
                          f"description, actions and risks; got {item!r}")
-    return RollbackHint(str(item.get("description") or ""),
-                        tuple(str(text) for text in item.get("actions") or ()),
-                        tuple(str(text) for text in item.get("risks") or ()),
-                        step_index=item["step_index"])
+    return RollbackHint(str(item.get("description") or ""), _texts(item.get("actions")),
+                        _texts(item.get("risks")), step_index=item["step_index"])
+
+
+def _texts(value: Any) -> tuple[str, ...]:
+    """A hint's actions or risks as given: a list of texts, or one text."""
+    if value is None or value == "":
+        return ()
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable) or \
+            isinstance(value, Mapping):
+        return (str(value),)
+    return tuple(str(text) for text in value)
 
 
 def _steps(record: ExecutionRecord) -> tuple[dict[int, str], list[int]]:
